@@ -1,0 +1,1 @@
+"""Conformal calibrators for tool outputs and uncertainty thresholds (arrives with the tools issue)."""

@@ -1,0 +1,232 @@
+"""Start and stop a real ``vllm serve`` process for a model variant.
+
+The server runs in its own process group on 127.0.0.1 (unless told otherwise) at a free port, logs
+to a file, and is stopped by process group on ``stop()``, at interpreter exit, or on SIGTERM/SIGINT,
+so no engine worker outlives the launcher.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from srice.errors import ServingError
+from srice.paths import cache_dir
+
+# Measured on 2-core CPU machines: compile and multiprocessing only slow start-up there.
+CPU_ENV = {
+    "TORCH_COMPILE_DISABLE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_CONFIGURE_LOGGING": "1"}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def find_vllm(executable: str | None = None) -> str:
+    """The ``vllm`` to run: the argument, ``$SRICE_VLLM``, the one env/setup.sh recorded, or PATH."""
+    named = executable or os.environ.get("SRICE_VLLM")
+    if named:
+        if not (Path(named).is_file() and os.access(named, os.X_OK)):
+            raise ServingError(f"vllm executable not found or not executable: {named}")
+        return named
+    recorded = Path(sys.prefix) / "etc" / "srice" / "vllm"
+    for candidate in (recorded.read_text().strip() if recorded.exists() else None, shutil.which("vllm")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServingError("no vllm executable found: run env/setup.sh, set $SRICE_VLLM, or pass --vllm PATH")
+
+
+class VllmServer:
+    """A ``vllm serve`` child process; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        served_name: str | None = None,
+        args: Sequence[str] = (),
+        executable: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        offline: bool = True,
+        log_path: Path | None = None,
+        startup_timeout: float = 300.0,
+        env: dict[str, str] | None = None,
+    ):
+        self.model = str(model)
+        self.served_name = served_name or Path(self.model).name
+        self.args = list(args)
+        self.executable = executable
+        self.host = host
+        self.port = port
+        self.offline = offline
+        self.log_path = Path(log_path) if log_path else None
+        self.startup_timeout = startup_timeout
+        self.extra_env = dict(env or {})
+        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None  # kept after stop(), to check that the process group is gone
+        self.started_seconds: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            find_vllm(self.executable),
+            "serve",
+            self.model,
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+
+    def start(self) -> VllmServer:
+        if self.process is not None:
+            return self
+        self.port = self.port or free_port(self.host)
+        if self.log_path is None:
+            logs = cache_dir() / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            self.log_path = logs / f"vllm-{self.served_name}-{self.port}.log"
+        env = os.environ | QUIET_ENV | (OFFLINE_ENV if self.offline else {})
+        if not _has_gpu():
+            env |= CPU_ENV
+        env |= self.extra_env
+        cmd = self.command()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.pid = self.process.pid
+        _LIVE.add(self)
+        try:
+            self._wait_healthy(began)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_seconds = time.monotonic() - began
+        return self
+
+    def _wait_healthy(self, began: float) -> None:
+        while time.monotonic() - began < self.startup_timeout:
+            if self.process.poll() is not None:
+                raise ServingError(
+                    f"vllm serve exited with code {self.process.returncode} before becoming healthy; "
+                    f"last log lines:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise ServingError(
+            f"vllm serve at {self.url} not healthy after {self.startup_timeout:g} s; log: {self.log_path}"
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL whatever is left after ``grace`` seconds."""
+        proc, self.process = self.process, None
+        _LIVE.discard(self)
+        if proc is None:
+            return
+        pgid = proc.pid  # start_new_session made the child its group leader
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(pgid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + grace
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def __enter__(self) -> VllmServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+_LIVE: set[VllmServer] = set()
+
+
+def _stop_all() -> None:
+    for server in list(_LIVE):
+        server.stop(grace=5.0)
+
+
+def _on_signal(signum, frame):
+    _stop_all()
+    previous = _PREVIOUS.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL or previous is None:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+_PREVIOUS: dict[int, object] = {}
+atexit.register(_stop_all)
+
+
+def install_signal_handlers() -> None:
+    """Stop live servers on SIGTERM/SIGINT too; the CLI calls this, libraries may choose not to."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        _PREVIOUS[sig] = signal.getsignal(sig)
+        signal.signal(sig, _on_signal)

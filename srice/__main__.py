@@ -1,0 +1,5 @@
+import sys
+
+from srice.cli import main
+
+sys.exit(main())

@@ -1,0 +1,209 @@
+"""Deterministic tiny Qwen2-VL models, built locally because no model hub is reachable here.
+
+The model has the real Qwen2-VL architecture (vision tower, merger, M-RoPE text decoder), a
+byte-level BPE tokenizer trained here, the Qwen2-VL special tokens, an image processor and a chat
+template, saved in Hugging Face format so that transformers and ``vllm serve`` both load it.
+Weights are random; the point is a real model of the real shape that the whole stack can serve.
+
+Builds are cached under a content key (builder version + every size field + seed): asking twice for
+the same spec returns the same folder, and the same spec builds the same bytes on any machine with
+the same library versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from srice.paths import cache_dir
+
+BUILDER_VERSION = 1
+
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# One image part becomes <|vision_start|><|image_pad|><|vision_end|>; the processor expands the pad
+# to one token per merged patch. No default system message, so callers control the shared prefix.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- elif part['type'] in ('image', 'image_url') -%}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{ '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+
+# Words the toy tasks and tests use, so they tokenize into few pieces.
+_WORDS = (
+    "what which where how many is are there the a an of in on to left right above below colour color "
+    "red green blue yellow purple orange black white grey gray pink brown circle square triangle star "
+    "shape object text word digit number written answer question image picture yes no option choose "
+    "one two three four five six seven eight nine ten zero small large tiny big object objects A B C D "
+    "the answer is with a single word or letter describe count regions relevant list look at"
+).split()
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of a tiny Qwen2-VL. vLLM's CPU attention needs a head size of at least 32."""
+
+    seed: int = 0
+    vocab_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    vision_depth: int = 2
+    vision_embed_dim: int = 64
+    vision_heads: int = 2
+    max_image_tokens: int = 64
+    max_position_embeddings: int = 2048
+
+    def key(self) -> str:
+        blob = json.dumps({"v": BUILDER_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def tiny_model_path(spec: TinySpec = TinySpec(), root: Path | None = None) -> Path:
+    """The folder of the tiny model for ``spec``, building it on first use."""
+    root = Path(root) if root is not None else cache_dir() / "models"
+    target = root / f"tiny-qwen2vl-{spec.key()}"
+    if (target / "config.json").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        build_tiny_model(spec, staging)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another process finished first; its copy is identical
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _corpus(seed: int, lines: int = 4000) -> list[str]:
+    """Deterministic training text for the tokenizer (stdlib sources vary across Python builds)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(3, 12))]
+        if rng.random() < 0.3:
+            words.append(str(rng.randint(0, 999)))
+        out.append(" ".join(words) + rng.choice(("?", ".", "", ":")))
+    return out
+
+
+def _build_tokenizer(spec: TinySpec):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=spec.vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(spec.seed), trainer=trainer)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        model_max_length=spec.max_position_embeddings,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_model(spec: TinySpec, out: Path) -> Path:
+    """Write the model, tokenizer, processor and chat template for ``spec`` into ``out``."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    out = Path(out)
+    tokenizer = _build_tokenizer(spec)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    vocab = max(spec.vocab_size, len(tokenizer))
+    head_dim = spec.hidden_size // spec.num_heads
+    # M-RoPE splits the head_dim/2 rotary pairs into time, height and width, as Qwen2-VL's 16/24/24
+    half = head_dim // 2
+    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=vocab,
+            hidden_size=spec.hidden_size,
+            intermediate_size=spec.intermediate_size,
+            num_hidden_layers=spec.num_layers,
+            num_attention_heads=spec.num_heads,
+            num_key_value_heads=spec.num_kv_heads,
+            max_position_embeddings=spec.max_position_embeddings,
+            max_window_layers=spec.num_layers,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=spec.vision_depth,
+            embed_dim=spec.vision_embed_dim,
+            hidden_size=spec.hidden_size,
+            num_heads=spec.vision_heads,
+            mlp_ratio=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        torch_dtype="float32",
+    )
+    torch.manual_seed(spec.seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        do_sample=False,
+    )
+    model.save_pretrained(out)
+    patch = 28  # 14 px patches merged 2x2: one LLM token per 28x28 pixels
+    limits = dict(min_pixels=4 * patch * patch, max_pixels=spec.max_image_tokens * patch * patch)
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**limits),
+        video_processor=Qwen2VLVideoProcessor(**limits),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out)
+    return out

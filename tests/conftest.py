@@ -1,0 +1,65 @@
+"""Shared fixtures: the tiny model (built once, cached) and one real ``vllm serve`` of it.
+
+Nothing here is mocked: the server is the real vLLM CPU build from .venv-vllm (env/setup.sh).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_variant():
+    from srice.serving.variants import get_variant
+
+    return get_variant("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_variant) -> str:
+    return tiny_variant.model_path()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_variant, tiny_model, tmp_path_factory):
+    from srice.serving.launcher import VllmServer
+
+    server = VllmServer(
+        tiny_model,
+        served_name=tiny_variant.served_name,
+        args=tiny_variant.vllm_args,
+        log_path=tmp_path_factory.mktemp("vllm") / "server.log",
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def hf_backend(tiny_model):
+    from srice.serving.hf import TransformersBackend
+
+    return TransformersBackend(tiny_model)
+
+
+def scene(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
+    """A small picture with a few coloured shapes; different seeds give different pictures."""
+    import random
+
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), (235, 235, 235))
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        x, y = rng.randrange(width - 60), rng.randrange(height - 60)
+        size = rng.randrange(20, 60)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.rectangle((x, y, x + size, y + size), fill=colour)
+        else:
+            draw.ellipse((x, y, x + size, y + size), fill=colour)
+    return image

@@ -1,0 +1,137 @@
+"""The ``srice`` command as a user runs it: real subprocesses, real servers."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import scene
+from srice.images import load_image
+from srice.prompts import direct_request
+from srice.serving.launcher import free_port
+
+
+def srice(*args, timeout=300, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "scene.png"
+    scene(seed=7).save(path)
+    return path
+
+
+def _check_json(out: str) -> dict:
+    data = json.loads(out)
+    assert data["answer"] and data["tokens"]
+    for t in data["tokens"]:
+        assert set(t) >= {"token", "logprob", "top_logprobs"}
+        assert len(t["top_logprobs"]) == 5 and all({"token", "logprob"} <= set(c) for c in t["top_logprobs"])
+    return data
+
+
+def test_ask_transformers_json(picture, hf_backend):
+    r = srice(
+        "ask",
+        "--image",
+        str(picture),
+        "--question",
+        "What colour is the square?",
+        "--backend",
+        "transformers",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    data = _check_json(r.stdout)
+    expected = hf_backend.generate([direct_request(load_image(picture), "What colour is the square?")])[0]
+    assert data["answer"] == expected.text
+    assert [t["token"] for t in data["tokens"]] == [t.token for t in expected.tokens]
+
+
+def test_ask_against_running_server_matches_transformers(picture, vllm_server, hf_backend):
+    r = srice(
+        "ask",
+        "--image",
+        str(picture),
+        "--question",
+        "Is there a circle?",
+        "--options",
+        "yes,no",
+        "--server",
+        vllm_server.url,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    data = _check_json(r.stdout)
+    local = hf_backend.generate([direct_request(load_image(picture), "Is there a circle?", ["yes", "no"])])[0]
+    assert data["answer"] == local.text
+
+
+def test_ask_starts_and_stops_its_own_server(picture):
+    r = srice("ask", "--image", str(picture), "--question", "What colour is the circle?")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("answer: ") and lines[1].startswith("logprobs: ")
+    port = re.search(r"vllm serve ready at http://127.0.0.1:(\d+) in", r.stderr).group(1)
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    assert left == [], "the server srice ask started outlived it"
+
+
+def test_serve_runs_until_interrupted(picture):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srice", "serve", "--variant", "tiny", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()  # printed once healthy
+        assert f"at http://127.0.0.1:{port}" in line, proc.stderr.read() if proc.poll() is not None else line
+        r = srice(
+            "ask",
+            "--image",
+            str(picture),
+            "--question",
+            "Is there a square?",
+            "--server",
+            f"http://127.0.0.1:{port}",
+            "--json",
+        )
+        assert r.returncode == 0, r.stderr
+        _check_json(r.stdout)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0
+    time.sleep(0.5)
+    r = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True)
+    assert r.stdout.split() == [], "vllm serve outlived srice serve"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image", "/nonexistent.png", "--question", "q"], "image not found: /nonexistent.png"),
+        (["--image", "{picture}", "--question", "   "], "question is empty"),
+        (["--image", "{picture}", "--question", "q", "--variant", "nope"], "unknown variant 'nope'; known: "),
+    ],
+)
+def test_user_errors_are_one_line(args, message, picture):
+    r = srice("ask", *[a.replace("{picture}", str(picture)) for a in args], "--backend", "transformers")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]  # one line, no traceback
+    assert r.stderr.startswith("srice: error: ") and message in r.stderr
+
+
+def test_help_for_every_command():
+    for command in ([], ["ask"], ["serve"]):
+        r = srice(*command, "--help")
+        assert r.returncode == 0 and "usage: srice" in r.stdout

@@ -1,0 +1,1 @@
+"""Vision tools: ``tool(image, targets) -> Regions`` (arrives with the tools issue)."""
