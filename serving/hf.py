@@ -71,8 +71,7 @@ class TransformersBackend:
             add_generation_prompt=True,
             tokenize=True,
             return_dict=True,
-            return_tensors="pt",
-            padding=True,
+            processor_kwargs={"return_tensors": "pt", "padding": True},
         ).to(self.device)
         temperature = batch[0].temperature
         sampling = (

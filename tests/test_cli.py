@@ -135,3 +135,12 @@ def test_help_for_every_command():
     for command in ([], ["ask"], ["serve"]):
         r = srice(*command, "--help")
         assert r.returncode == 0 and "usage: srice" in r.stdout
+
+
+def test_demo_script_answers():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "demos" / "direct_answer.py"
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("answer: ") and "logprobs: 16 tokens" in r.stdout
