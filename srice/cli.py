@@ -86,6 +86,71 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def _tool_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SriceError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def cmd_calibrate(args) -> int:
+    from tqdm import tqdm
+
+    from srice.coco import load_coco
+    from srice.tool_calibration import calibrate, make_calibrator, run_tool
+    from srice.tools import get_tool
+
+    calibrator = make_calibrator(args.method, args.alpha, delta=args.delta, iou=args.iou)
+    records = load_coco(args.data, args.images, masks=args.method == "mask")
+    if not records:
+        raise SriceError(f"{args.data} lists no images")
+    options = _tool_options(args.option) | ({"weights": args.weights} if args.weights else {})
+    tool = get_tool(args.tool, **options)
+    with tqdm(
+        total=len(records), desc=f"running {args.tool}", unit="img", file=sys.stderr, disable=None
+    ) as bar:
+        examples, failed = run_tool(
+            tool, records, targets=args.targets, batch_size=args.batch_size, progress=bar.update
+        )
+    for line in failed[:10]:
+        print(f"skipped {line}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more images skipped", file=sys.stderr)
+    result = calibrate(examples, calibrator, holdout=args.holdout, seed=args.seed)
+    result.calibrator.save(args.output)
+    report = {
+        "tool": args.tool,
+        "method": args.method,
+        "alpha": args.alpha,
+        "calibration_images": result.calibration_images,
+        "holdout_images": result.holdout_images,
+        "skipped_images": len(failed),
+        "params": result.calibrator.params(),
+        "holdout": result.holdout,
+        "output": str(args.output),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print(
+            f"calibrated {args.tool} ({args.method}, alpha={args.alpha}) "
+            f"on {result.calibration_images} images; {len(failed)} skipped"
+        )
+        print(f"parameters: {json.dumps(report['params'], default=float)}")
+        held = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.holdout.items()
+        )
+        print(f"held-out ({result.holdout_images} images): {held or 'no held-out images'}")
+        print(f"saved {args.output}")
+    return 0
+
+
 def completion_json(completion, variant: str, backend: str) -> dict:
     return {
         "answer": completion.text,
@@ -135,6 +200,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_ask)
+
+    from srice.tool_calibration import METHODS
+
+    p = sub.add_parser("calibrate", help="conformally calibrate a vision tool on COCO annotations")
+    p.add_argument("--tool", required=True, help="tool name (yolo, owl, sam, ocr, zoom)")
+    p.add_argument("--weights", help="tool weights file or folder")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tool constructor option, value parsed as JSON when it can be (repeatable)",
+    )
+    p.add_argument("--data", required=True, help="COCO-format annotation file")
+    p.add_argument("--images", required=True, help="folder the annotation file's file_names are relative to")
+    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="sequential",
+        help="threshold (recall, CRC), precision (LTT), margins, mask, or sequential "
+        "(threshold then margins; default)",
+    )
+    p.add_argument("--delta", type=float, default=0.1, help="LTT failure probability for --method precision")
+    p.add_argument("--iou", type=float, default=0.5, help="IoU that makes a prediction match an object")
+    p.add_argument(
+        "--targets",
+        choices=("image", "all", "none"),
+        default="image",
+        help="what the tool is asked to find: each image's labels (default), all labels, anything",
+    )
+    p.add_argument("--holdout", type=float, default=0.3, help="share of images kept to measure coverage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("-o", "--output", required=True, help="calibration JSON file to write")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Every prompt srice sends, in one place.
 
-Each stage's messages put what the stages of one question share first (image, question) and the
-stage-specific instruction last, so vLLM's prefix cache prefills the image once per question.
+Each stage's message is [full image, question, stage-specific text (and picture)], so the stages of
+one question share their longest prefix (image, then question) and vLLM's prefix cache prefills the
+image once per question, not once per pathway.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from srice.serving.types import Message, Request
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+REGION_INSTRUCTION = (
+    "\nWhich objects or regions of the image must be looked at closely to answer? "
+    'Reply with a JSON list of short object names, e.g. ["red car", "street sign"], or [] if the whole '
+    "image is needed."
+)
+CROP_INTRO = "\nA zoomed view of the regions relevant to the question:"
+BOXES_INTRO = "\nThe same image with the regions relevant to the question marked:"
+
 
 def question_text(question: str, options: Sequence[str] | None = None) -> str:
     if not options:
         return question
     if len(options) > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} options")
-    lines = [question, *(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))]
-    return "\n".join(lines)
+    return "\n".join([question, *(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))])
 
 
 def answer_instruction(options: Sequence[str] | None = None) -> str:
@@ -39,5 +47,34 @@ def direct_request(
     top_logprobs: int = 5,
 ) -> Request:
     """The direct pathway: the full image, the question, and the answer instruction."""
-    text = question_text(question, options) + answer_instruction(options)
-    return Request((Message.user(image, text),), max_tokens=max_tokens, top_logprobs=top_logprobs)
+    content = (image, question_text(question, options), answer_instruction(options))
+    return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=top_logprobs)
+
+
+def region_request(
+    image: Image.Image, question: str, options: Sequence[str] | None = None, *, max_tokens: int = 48
+) -> Request:
+    """SRICE step 2: ask which regions the question needs (parsed by ``srice.targets``)."""
+    content = (image, question_text(question, options), REGION_INSTRUCTION)
+    return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=0)
+
+
+def pathway_request(
+    image: Image.Image,
+    view: Image.Image,
+    question: str,
+    options: Sequence[str] | None = None,
+    *,
+    kind: str = "crop",
+    max_tokens: int = 16,
+    top_logprobs: int = 5,
+) -> Request:
+    """SRICE step 3: the full image and question, then the tool's view (a zoomed crop or marked boxes)."""
+    intro = CROP_INTRO if kind == "crop" else BOXES_INTRO
+    content = (image, question_text(question, options), intro, view, answer_instruction(options))
+    return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=top_logprobs)
+
+
+def prompt_text(request: Request) -> str:
+    """The request's text with images as <image>: what the trace shows as the prompt."""
+    return "".join(p if isinstance(p, str) else "<image>" for m in request.messages for p in m.content)

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import scene
 from srice.prompts import direct_request
-from srice.serving.openai_http import OpenAIBackend, image_data_url
+from srice.serving.openai_http import OpenAIBackend, to_openai_messages
 
 QUESTIONS = ["What colour is the square?", "Is there a circle?", "How many objects are there?"]
 
@@ -34,19 +34,10 @@ def test_chat_with_image_and_top5_logprobs_matches_official_client(http, vllm_se
         assert token.logprob <= 0 and token.logprob == pytest.approx(
             max(t.logprob for t in token.top_logprobs), abs=1e-6
         )  # greedy: the chosen token is the most likely one
-    image, text = request.messages[0].content
     client = OpenAI(base_url=f"{vllm_server.url}/v1", api_key="unused")
     official = client.chat.completions.create(
         model=vllm_server.served_name,
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image_url", "image_url": {"url": image_data_url(image)}},
-                    {"type": "text", "text": text},
-                ],
-            }
-        ],
+        messages=to_openai_messages(request),
         max_tokens=8,
         temperature=0,
         logprobs=True,
@@ -72,19 +63,10 @@ def test_greedy_tokens_and_logprobs_equal_transformers(http, hf_backend, vllm_se
                 [c.logprob for c in b.top_logprobs], abs=1e-2
             )
         # token ids from the server, to compare greedy choices exactly rather than by text
-        image, text = request.messages[0].content
         ids = (
             client.chat.completions.create(
                 model=vllm_server.served_name,
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image_url", "image_url": {"url": image_data_url(image)}},
-                            {"type": "text", "text": text},
-                        ],
-                    }
-                ],
+                messages=to_openai_messages(request),
                 max_tokens=8,
                 temperature=0,
                 logprobs=True,

@@ -1,0 +1,441 @@
+"""Shared machinery of the calibrators: the MAPIE-style verbs, JSON files, the data hash, sizes.
+
+A calibrator is configured by its constructor, fitted by ``conformalize(examples)`` (a sequence of
+:class:`~srice.calibration.matching.Example`), and used by ``apply(regions)``. ``save`` writes, and
+``load`` reads, one JSON object::
+
+    {"format_version": 1, "method": "threshold", "alpha": 0.1, "n": 100,
+     "data_hash": "sha256:...", "params": {...}, "created_by": "srice 0.1.0"}
+
+``params`` holds the constructor settings and the fitted parameters; ``n`` counts the calibration
+units the guarantee is stated over (images, matched pairs or matched instances, per calibrator).
+Non-finite numbers (a "keep nothing" threshold of +inf) are written as the strings "inf"/"-inf"
+so the file stays strict JSON.
+
+Sizes: split conformal needs the ceil((n+1)(1-alpha))-th smallest of n scores to exist, i.e.
+n >= ceil(1/alpha) - 1; conformal risk control with a loss bounded by B = 1 needs
+1/(n+1) <= alpha, i.e. n >= 1/alpha - 1. Below that the calibrators raise instead of returning a
+parameter without a guarantee. Both rounding steps use a 1e-9 tolerance, so that alpha = 0.1 gives
+exactly 9 and not 10 through floating-point noise in (n+1)(1-alpha).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from srice.errors import CalibrationError
+from srice.tools.regions import Regions
+
+from .matching import Example
+
+FORMAT_VERSION = 1
+_EPS = 1e-9
+
+# method name -> "module:attr", imported when looked up (the project's registry convention).
+METHODS: dict[str, str] = {
+    "threshold": "srice.calibration.threshold:ThresholdCalibrator",
+    "box_margins": "srice.calibration.margins:BoxMarginCalibrator",
+    "mask_dilation": "srice.calibration.masks:MaskCalibrator",
+    "sequential": "srice.calibration.sequential:SequentialCalibrator",
+}
+
+
+def min_n(alpha: float, method: str = "split") -> int:
+    """The smallest calibration size for which ``method`` can give its guarantee at level ``alpha``.
+
+    ``"split"``: split conformal, ceil((n+1)(1-alpha)) <= n  <=>  n >= ceil(1/alpha) - 1.
+    ``"crc"``: conformal risk control with a loss bounded by 1, 1/(n+1) <= alpha  <=>  n >= 1/alpha - 1.
+    """
+    alpha = check_alpha(alpha)
+    if method == "split":
+        return max(1, math.ceil(1.0 / alpha - _EPS) - 1)
+    if method == "crc":
+        return max(1, math.ceil(1.0 / alpha - 1.0 - _EPS))
+    raise CalibrationError(f"Unknown min_n method {method!r}; use 'split' or 'crc'.")
+
+
+def conformal_rank(n: int, alpha: float) -> int:
+    """The 1-based rank ceil((n+1)(1-alpha)) of the split-conformal quantile among n scores."""
+    return max(1, math.ceil((n + 1) * (1.0 - alpha) - _EPS))
+
+
+def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
+    """The ceil((n+1)(1-alpha))-th smallest of ``scores``; the caller has checked n >= min_n."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    k = conformal_rank(len(scores), alpha)
+    if k > len(scores):  # pragma: no cover - callers check min_n first
+        raise CalibrationError(f"{len(scores)} scores are too few for alpha={alpha}.")
+    return float(np.partition(scores, k - 1)[k - 1])
+
+
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise CalibrationError(f"{name} must be a number strictly between 0 and 1, got {alpha!r}.")
+    return value
+
+
+def check_iou(iou: float) -> float:
+    value = float(iou)
+    if not 0.0 < value <= 1.0:
+        raise CalibrationError(f"iou must be in (0, 1], got {iou!r}.")
+    return value
+
+
+def too_few(what: str, have: int, need: int, alpha: float, calibrator: str) -> CalibrationError:
+    """The error for a calibration set below the minimum size, stating the minimum."""
+    return CalibrationError(
+        f"{calibrator} needs at least {need} {what} for alpha={alpha:g} but the calibration data has "
+        f"{have}; add calibration images or raise alpha."
+    )
+
+
+def encode_float(value: float) -> float | str:
+    """A float for strict JSON: +-inf become "inf"/"-inf" (NaN is a bug and raises)."""
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError("NaN cannot be stored in a calibration file")
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def decode_float(value: Any) -> float:
+    if value in ("inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def require(module: str, pip_name: str, purpose: str):
+    """Import an optional dependency, or raise a CalibrationError with the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise CalibrationError(
+            f"{purpose} needs the {pip_name} package; install it with `pip install {pip_name}`."
+        ) from e
+
+
+def check_examples(examples: Sequence[Example], calibrator: str) -> list[Example]:
+    """The examples as a list, each checked to be an :class:`Example`."""
+    if isinstance(examples, Example):
+        examples = [examples]
+    try:
+        items = list(examples)
+    except TypeError:
+        raise CalibrationError(
+            f"{calibrator} needs a sequence of Example(pred, truth); got {type(examples).__name__}."
+        ) from None
+    for i, item in enumerate(items):
+        if not isinstance(item, Example):
+            raise CalibrationError(
+                f"{calibrator} needs a sequence of Example(pred, truth) but item {i} is "
+                f"{type(item).__name__}; wrap each image's Regions and GroundTruth in an Example."
+            )
+    return items
+
+
+def data_hash(examples: Sequence[Example]) -> str:
+    """A stable sha256 of the calibration data's numbers (boxes, scores, labels, sizes, masks).
+
+    Stable across runs, processes and platforms: arrays are hashed as little-endian float64 (masks as
+    packed bits) together with every example's counts and sizes, strings as length-prefixed UTF-8.
+    The order of the examples counts (the sequential calibrator's split depends on it).
+    """
+    h = hashlib.sha256(b"srice.calibration.data/v1")
+    h.update(b"E%d:" % len(examples))
+    if not examples:
+        return "sha256:" + h.hexdigest()
+
+    def arrays(parts: list[np.ndarray], dtype: str) -> None:
+        h.update(np.ascontiguousarray(np.concatenate(parts), dtype=dtype).tobytes())
+
+    def strings(groups: list[tuple[str, ...]]) -> None:
+        data = [s.encode("utf-8") for group in groups for s in group]
+        h.update(np.array([len(d) for d in data], dtype="<i8").tobytes())
+        h.update(b"".join(data))
+
+    def masks(items: list[np.ndarray | None]) -> None:
+        h.update(bytes(m is not None for m in items))
+        present = [m.reshape(-1) for m in items if m is not None and m.size]
+        if present:
+            h.update(np.packbits(np.concatenate(present)).tobytes())
+
+    # per example: image size, number of predictions, number of true objects, mask shapes
+    header = np.array([(*ex.pred.image_size, len(ex.pred), len(ex.truth)) for ex in examples], dtype="<i8")
+    h.update(header.tobytes())
+    preds = [ex.pred for ex in examples]
+    truths = [ex.truth for ex in examples]
+    arrays([p.boxes.reshape(-1) for p in preds], "<f8")
+    arrays([p.scores for p in preds], "<f8")
+    strings([p.labels for p in preds])
+    masks([p.masks for p in preds])
+    arrays([t.boxes.reshape(-1) for t in truths], "<f8")
+    strings([t.labels for t in truths])
+    masks([t.masks for t in truths])
+    return "sha256:" + h.hexdigest()
+
+
+def _created_by() -> str:
+    from srice import __version__
+
+    return f"srice {__version__}"
+
+
+class Calibrator:
+    """Base of every calibrator: ``conformalize`` / ``apply`` / ``evaluate`` / ``save`` / ``load``.
+
+    Subclasses set ``method`` and ``config_keys`` (the constructor arguments besides alpha stored in
+    ``params``) and implement ``_conformalize(examples) -> (n, fitted)``, ``_restore(fitted)`` (set
+    the attributes ``_apply`` uses from the JSON-ready ``fitted`` dict: one path for a fresh fit and
+    for a loaded file, so both apply identically), ``_apply(regions)`` and ``_evaluate(examples)``.
+    """
+
+    method: ClassVar[str] = ""
+    config_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha = check_alpha(alpha)
+        self._n: int | None = None
+        self._hash: str | None = None
+        self._fitted: dict | None = None
+
+    # --- state -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def is_conformalized(self) -> bool:
+        return self._fitted is not None
+
+    def config(self) -> dict:
+        """The constructor settings besides alpha, JSON-ready."""
+        return {key: getattr(self, key) for key in self.config_keys}
+
+    @property
+    def n(self) -> int:
+        self._check_fitted("n")
+        return int(self._n)
+
+    @property
+    def data_hash(self) -> str:
+        self._check_fitted("data_hash")
+        return str(self._hash)
+
+    @property
+    def params(self) -> dict:
+        """Settings and fitted parameters, as stored in the file's ``params``."""
+        self._check_fitted("params")
+        return self.config() | dict(self._fitted)
+
+    def _check_fitted(self, verb: str) -> None:
+        if self._fitted is None:
+            raise CalibrationError(
+                f"{self.name}.{verb} needs a calibrated calibrator; call conformalize(examples) first "
+                f"or load one with {self.name}.load(path)."
+            )
+
+    # --- verbs -------------------------------------------------------------------------------
+    def conformalize(self, examples: Sequence[Example]) -> Calibrator:
+        """Fit the calibration parameters on ``examples`` (a sequence of Example); returns self."""
+        items = check_examples(examples, self.name)
+        n, fitted = self._conformalize(items)
+        self._restore(fitted)
+        self._n, self._hash, self._fitted = int(n), data_hash(items), fitted
+        return self
+
+    def apply(self, regions: Regions) -> Regions:
+        """Calibrated regions; ``meta["calibration"]`` records the parameters applied."""
+        self._check_fitted("apply")
+        if not isinstance(regions, Regions):
+            raise CalibrationError(f"{self.name}.apply needs a Regions, got {type(regions).__name__}.")
+        out = self._apply(regions)
+        return out.replace(meta=dict(out.meta) | {"calibration": self.record()})
+
+    def evaluate(self, examples: Sequence[Example]) -> dict:
+        """Empirical coverage on held-out ``examples`` in this calibrator's own terms, plus counts.
+
+        Always has ``method``, ``metric``, ``target`` (1 - alpha), ``coverage`` and ``n``.
+        """
+        self._check_fitted("evaluate")
+        return {"method": self.method, **self._evaluate(check_examples(examples, self.name))}
+
+    def record(self) -> dict:
+        """What ``apply`` writes into ``meta["calibration"]``."""
+        return {
+            "method": self.method,
+            "alpha": self.alpha,
+            "n": self.n,
+            "data_hash": self.data_hash,
+            "params": self.params,
+        }
+
+    # --- files -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        self._check_fitted("save")
+        return {
+            "format_version": FORMAT_VERSION,
+            "method": self.method,
+            "alpha": self.alpha,
+            "n": self.n,
+            "data_hash": self.data_hash,
+            "params": self.params,
+            "created_by": _created_by(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the calibrator as JSON (atomically: a crash never leaves a truncated file)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Calibrator:
+        """Read a file written by ``save``. On the base class this dispatches like load_calibrator."""
+        return cls.from_dict(read_file(path), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> Calibrator:
+        data = _check_header(data, source)
+        method = data["method"]
+        if cls is Calibrator:
+            return _class_for(method, source).from_dict(data, source)
+        if method != cls.method:
+            raise CalibrationError(
+                f"Calibration file {source} holds a {method!r} calibrator, not {cls.method!r}; load it "
+                f"with load_calibrator(path) or the matching class."
+            )
+        try:
+            obj = cls._from_params(data["alpha"], data["params"])
+            fitted = {k: v for k, v in data["params"].items() if k not in cls.config_keys}
+            obj._restore(fitted)
+        except CalibrationError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise CalibrationError(
+                f"Calibration file {source} has invalid params ({type(e).__name__}: {e}); recreate it "
+                f"with conformalize(...).save(path)."
+            ) from None
+        obj._n, obj._hash, obj._fitted = int(data["n"]), str(data["data_hash"]), fitted
+        return obj
+
+    @classmethod
+    def _from_params(cls, alpha: float, params: dict) -> Calibrator:
+        return cls(alpha=alpha, **{key: params[key] for key in cls.config_keys})
+
+    # --- to implement ------------------------------------------------------------------------
+    def _conformalize(self, examples: list[Example]) -> tuple[int, dict]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _restore(self, fitted: dict) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _apply(self, regions: Regions) -> Regions:  # pragma: no cover
+        raise NotImplementedError
+
+    def _evaluate(self, examples: list[Example]) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in ({"alpha": self.alpha} | self.config()).items())
+        state = f"n={self._n}" if self.is_conformalized else "not conformalized"
+        return f"{self.name}({settings}) [{state}]"
+
+
+def read_file(path: str | os.PathLike) -> dict:
+    """The JSON object of a calibration file, or a CalibrationError saying what is wrong with it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CalibrationError(
+            f"Calibration file {path} does not exist; check the path or create it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CalibrationError(
+            f"Calibration file {path} cannot be read ({e}); check it or recreate it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise CalibrationError(
+            f"Calibration file {path} is not valid JSON (corrupt or truncated); recreate it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    return data
+
+
+def _check_header(data: Any, source: str) -> dict:
+    if not isinstance(data, dict):
+        raise CalibrationError(
+            f"Calibration file {source} does not hold a JSON object; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    fields = ("format_version", "method", "alpha", "n", "data_hash", "params")
+    missing = [key for key in fields if key not in data]
+    if missing:
+        raise CalibrationError(
+            f"Calibration file {source} lacks {', '.join(missing)} (not a srice calibration file or "
+            f"truncated); recreate it with conformalize(...).save(path)."
+        )
+    if data["format_version"] != FORMAT_VERSION:
+        raise CalibrationError(
+            f"Calibration file {source} has format_version {data['format_version']!r} but this srice "
+            f"reads version {FORMAT_VERSION}; recreate it with this srice (conformalize(...).save(path))."
+        )
+    n = data["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(data["params"], dict):
+        raise CalibrationError(
+            f"Calibration file {source} has an invalid n or params; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    if isinstance(data["alpha"], bool) or not isinstance(data["alpha"], int | float):
+        raise CalibrationError(
+            f"Calibration file {source} has a non-numeric alpha; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    check_alpha(data["alpha"])
+    return data
+
+
+def _class_for(method: Any, source: str) -> type[Calibrator]:
+    target = METHODS.get(method) if isinstance(method, str) else None
+    if target is None:
+        raise CalibrationError(
+            f"Calibration file {source} names unknown method {method!r}; valid methods are "
+            f"{', '.join(sorted(METHODS))}."
+        )
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_calibrator(path: str | os.PathLike) -> Calibrator:
+    """Load any calibrator file, dispatching on its ``method`` to the right class."""
+    return Calibrator.load(path)

@@ -1,0 +1,281 @@
+"""The SRICE agent: direct answer, region proposal, calibrated tool pathways, least-uncertain wins.
+
+``answer_batch`` runs stage by stage across all questions, so each model stage is one batched
+``generate`` call (the server keeps them all in flight) and each tool runs once over the whole batch:
+
+1. direct answers (and region proposals, in the same call unless early exit is on);
+2. region proposals for the questions that did not exit early (early exit only);
+3. every tool over all images with the parsed targets (thread pool), then its calibrator;
+4. every pathway's answer, in one call.
+
+A tool or calibrator failure, or a tool that overruns ``tool_timeout``, marks that pathway failed in
+the trace and the others carry on. An unreadable image fails only its own question. A serving
+failure propagates: without the model there is no answer to give, and the caller decides (the
+evaluator records it per question).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from srice.errors import InputError, SriceError
+from srice.images import check_question, load_image
+from srice.prompts import direct_request, pathway_request, prompt_text, region_request
+from srice.serving.types import Backend, Completion
+from srice.targets import parse_targets
+from srice.trace import Answer, PathwayTrace
+from srice.uncertainty import SetSizeScore, UncertaintyScore
+from srice.visual import crop_regions, draw_regions
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    alpha: float = 0.1
+    max_tokens: int = 16
+    top_logprobs: int = 20  # enough alternatives to see every option letter
+    region_max_tokens: int = 48
+    view: str = "crop"  # "crop": zoomed union of the regions; "boxes": regions drawn on the image
+    crop_size: int = 448
+    crop_context: float = 0.25
+    tool_timeout: float = 120.0  # seconds per tool over the whole batch
+    tool_workers: int = 2
+    early_exit: float | None = None  # skip tools when the direct US score is <= this (off: None)
+
+
+@dataclass(frozen=True)
+class Item:
+    image: str | Path | bytes | Image.Image
+    question: str
+    options: tuple[str, ...] | None = None
+    id: str | None = None
+
+
+@dataclass
+class _Work:
+    """One question in flight."""
+
+    item: Item
+    answer: Answer
+    image: Image.Image | None = None
+    pathways: dict[str, PathwayTrace] = field(default_factory=dict)
+    views: dict[str, Image.Image] = field(default_factory=dict)  # what each tool pathway shows
+
+
+class Agent:
+    def __init__(
+        self,
+        backend: Backend,
+        tools: Sequence = (),
+        calibrators: Mapping[str, object] | None = None,
+        config: AgentConfig = AgentConfig(),
+        uncertainty: UncertaintyScore | None = None,
+    ):
+        names = [t.name for t in tools]
+        if len(set(names)) != len(names) or "direct" in names or any("[" in n for n in names):
+            raise InputError(f"tool names must be unique, not 'direct' and without '[': {names}")
+        if config.view not in ("crop", "boxes"):
+            raise InputError(f"view must be 'crop' or 'boxes', got {config.view!r}")
+        self.backend = backend
+        self.tools = list(tools)
+        self.calibrators = dict(calibrators or {})
+        self.config = config
+        self.uncertainty = uncertainty or SetSizeScore(alpha=config.alpha)
+        self.generate_calls = 0  # batched model calls made, for tests and benchmarks
+
+    def answer(self, image, question: str, options: Sequence[str] | None = None) -> Answer:
+        return self.answer_batch([Item(image, question, tuple(options) if options else None)])[0]
+
+    def answer_batch(self, items: Sequence[Item]) -> list[Answer]:
+        work = [self._prepare(item) for item in items]
+        live = [w for w in work if w.image is not None]
+        if not live:
+            return [w.answer for w in work]
+        cfg = self.config
+        directs = [self._direct(w) for w in live]
+        together = cfg.early_exit is None
+        proposals = [self._proposal(w) for w in live] if together else []
+        completions = self._generate(directs + proposals)
+        for w, request, completion in zip(live, directs, completions):
+            w.pathways["direct"] = self._scored(
+                w, PathwayTrace("direct", prompt=prompt_text(request)), completion
+            )
+        if together:
+            for w, completion in zip(live, completions[len(live) :]):
+                self._read_targets(w, completion)
+        else:
+            staying = []
+            for w in live:
+                direct = w.pathways["direct"]
+                w.answer.early_exit = direct.uncertainty.score <= cfg.early_exit
+                if not w.answer.early_exit:
+                    staying.append(w)
+            for w, completion in zip(staying, self._generate([self._proposal(w) for w in staying])):
+                self._read_targets(w, completion)
+            live = staying
+        if live and self.tools:
+            self._run_tools(live)
+            pending = [
+                (w, p) for w in live for p in w.pathways.values() if p.name != "direct" and p.error is None
+            ]
+            requests = [self._pathway(w, p) for w, p in pending]
+            for (w, p), completion in zip(pending, self._generate(requests)):
+                self._scored(w, p, completion)
+        for w in work:
+            if w.image is not None:
+                self._select(w)
+        return [w.answer for w in work]
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _prepare(self, item: Item) -> _Work:
+        options = tuple(item.options) if item.options else None
+        w = _Work(item, Answer(question=str(item.question), options=options, item_id=item.id))
+        try:
+            w.answer.question = check_question(item.question)
+            if options and not all(isinstance(o, str) and o.strip() for o in options):
+                raise InputError("options must be non-empty strings")
+            w.image = load_image(item.image)
+        except InputError as e:
+            w.answer.error = str(e)
+        return w
+
+    def _direct(self, w: _Work):
+        a, cfg = w.answer, self.config
+        return direct_request(
+            w.image, a.question, a.options, max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs
+        )
+
+    def _proposal(self, w: _Work):
+        return region_request(
+            w.image, w.answer.question, w.answer.options, max_tokens=self.config.region_max_tokens
+        )
+
+    def _pathway(self, w: _Work, p: PathwayTrace):
+        a, cfg = w.answer, self.config
+        request = pathway_request(
+            w.image, w.views[p.name], a.question, a.options, kind=cfg.view,
+            max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs,
+        )  # fmt: skip
+        p.prompt = prompt_text(request)
+        return request
+
+    def _generate(self, requests: list) -> list[Completion]:
+        if not requests:
+            return []
+        self.generate_calls += 1
+        return self.backend.generate(requests)
+
+    def _read_targets(self, w: _Work, completion: Completion) -> None:
+        w.answer.mllm_calls += 1
+        w.answer.region_reply = completion.text
+        w.answer.targets = tuple(parse_targets(completion.text))
+
+    def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
+        w.answer.mllm_calls += 1
+        p.answer = completion.text.strip()
+        p.model_seconds = completion.seconds
+        p.uncertainty = self.uncertainty(completion, w.answer.options)
+        return p
+
+    def _run_tools(self, live: list[_Work]) -> None:
+        """Each tool once over the whole batch, tools in parallel; failures isolated per pathway."""
+        cfg = self.config
+        images = [w.image for w in live]
+        targets = [list(w.answer.targets) for w in live]
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.tool_workers))
+        try:
+            jobs = {tool.name: pool.submit(_timed_batch, tool, images, targets) for tool in self.tools}
+            deadline = time.monotonic() + cfg.tool_timeout
+            for tool in self.tools:
+                try:
+                    outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
+                except concurrent.futures.TimeoutError:
+                    outputs, seconds = (
+                        [f"timed out after {cfg.tool_timeout:g} s"] * len(live),
+                        cfg.tool_timeout,
+                    )
+                for w, output in zip(live, outputs):
+                    for p in self._pathways(w, tool, output, seconds / len(live)):
+                        w.pathways[p.name] = p
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a hung tool's thread is left behind
+
+    def _pathways(self, w: _Work, tool, output, seconds: float) -> list[PathwayTrace]:
+        """Calibrate one tool's output and build its view(s). A tool with ``separate_views`` (the
+        zoom grid) gives one pathway per region, named ``tool[i]``: the union of a grid is the whole
+        image, while each cell alone is a real zoom. Others give one pathway showing their union.
+        """
+        name = tool.name
+        p = PathwayTrace(name, targets=w.answer.targets, tool_seconds=seconds)
+        if isinstance(output, str):
+            p.error = output
+            return [p]
+        p.regions = output.to_json()
+        try:
+            calibrator = self.calibrators.get(name)
+            regions = calibrator.apply(output) if calibrator is not None else output
+        except SriceError as e:
+            p.error = f"{type(e).__name__}: {e}"
+            return [p]
+        if getattr(tool, "separate_views", False) and len(regions) > 1:
+            share = seconds / len(regions)
+            views = [
+                (
+                    PathwayTrace(f"{name}[{i}]", w.answer.targets, p.regions, tool_seconds=share),
+                    regions.select([i]),
+                )
+                for i in range(len(regions))
+            ]
+        else:
+            views = [(p, regions)]
+        for trace, shown in views:
+            trace.calibrated = shown.to_json()
+            try:
+                if self.config.view == "crop":
+                    crop = crop_regions(
+                        w.image, shown, context=self.config.crop_context, out_size=self.config.crop_size
+                    )
+                    w.views[trace.name], trace.view_box = crop.image, crop.box
+                else:
+                    w.views[trace.name] = draw_regions(w.image, shown)
+            except SriceError as e:
+                trace.error = f"{type(e).__name__}: {e}"
+        return [trace for trace, _ in views]
+
+    def _select(self, w: _Work) -> None:
+        """Lowest (US, tie-break) wins; the direct pathway is first and wins exact ties."""
+        a = w.answer
+        a.trace = list(w.pathways.values())
+        best = None
+        for p in a.trace:
+            if p.ok and (best is None or p.uncertainty.key < best.uncertainty.key):
+                best = p
+        if best is None:
+            a.error = a.error or "no pathway produced an answer"
+            return
+        a.answer, a.uncertainty, a.pathway = best.answer, best.uncertainty.score, best.name
+
+
+def _timed_batch(tool, images, targets) -> tuple[list, float]:
+    """The tool's batch, or per-image calls when the batch fails, so one bad image fails alone.
+
+    Tools wrap large third-party stacks (torch, onnxruntime, ultralytics), so at this boundary any
+    exception is a tool failure: recorded in the trace as "Type: message", never fatal to the batch.
+    """
+    began = time.perf_counter()
+    try:
+        outputs = tool.batch(images, targets)
+    except Exception:  # noqa: BLE001
+        outputs = []
+        for image, want in zip(images, targets):
+            try:
+                outputs.append(tool(image, want))
+            except Exception as e:  # noqa: BLE001
+                outputs.append(f"{type(e).__name__}: {e}")
+    return outputs, time.perf_counter() - began

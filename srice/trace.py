@@ -1,0 +1,86 @@
+"""What the agent returns: the answer, and a trace of every pathway it tried, JSON-ready."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from srice.uncertainty import Uncertainty
+
+
+@dataclass
+class PathwayTrace:
+    """One pathway: the direct answer, or one tool's calibrated regions shown to the model."""
+
+    name: str  # "direct" or the tool's name
+    targets: tuple[str, ...] = ()
+    regions: dict | None = None  # Regions.to_json() of the raw tool output
+    calibrated: dict | None = None  # ... after the tool's calibrator
+    view_box: tuple[int, int, int, int] | None = None  # the zoomed window, original pixels
+    prompt: str = ""
+    answer: str = ""
+    uncertainty: Uncertainty | None = None
+    tool_seconds: float = 0.0
+    model_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.uncertainty is not None
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["uncertainty"] = _uncertainty_json(self.uncertainty)
+        out["seconds"] = round(self.tool_seconds + self.model_seconds, 4)
+        return out
+
+
+@dataclass
+class Answer:
+    """The selected answer; ``trace`` holds every pathway, selected or not, failed or not."""
+
+    question: str
+    options: tuple[str, ...] | None
+    answer: str = ""
+    uncertainty: float = math.inf
+    pathway: str = ""
+    region_reply: str = ""
+    targets: tuple[str, ...] = ()
+    trace: list[PathwayTrace] = field(default_factory=list)
+    mllm_calls: int = 0
+    early_exit: bool = False
+    error: str | None = None  # set when the question could not be answered at all (e.g. bad image)
+    item_id: str | None = None
+
+    def pathway_trace(self, name: str) -> PathwayTrace | None:
+        return next((p for p in self.trace if p.name == name), None)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.item_id,
+            "question": self.question,
+            "options": list(self.options) if self.options else None,
+            "answer": self.answer,
+            "uncertainty": None if math.isinf(self.uncertainty) else self.uncertainty,
+            "pathway": self.pathway,
+            "region_reply": self.region_reply,
+            "targets": list(self.targets),
+            "mllm_calls": self.mllm_calls,
+            "early_exit": self.early_exit,
+            "error": self.error,
+            "trace": [p.to_json() for p in self.trace],
+        }
+
+
+def _uncertainty_json(u: Uncertainty | None) -> dict | None:
+    if u is None:
+        return None
+    return {
+        "score": None if math.isinf(u.score) else u.score,
+        "tiebreak": u.tiebreak,
+        "prediction_set": list(u.prediction_set),
+        "candidates": [
+            {"answer": c.answer, "probability": round(c.probability, 6)} for c in u.candidates[:10]
+        ],
+        "method": u.method,
+    }

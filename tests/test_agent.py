@@ -1,0 +1,186 @@
+"""The SRICE agent on the tiny model served by a real vllm serve, with real tools.
+
+Two tests need known logprobs; they replay scripted completions through the real agent, parser and
+uncertainty code (``Scripted`` below says so) because a random-weight model cannot be steered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+from conftest import scene
+from srice.agent import Agent, AgentConfig, Item
+from srice.errors import ToolError
+from srice.serving.openai_http import OpenAIBackend
+from srice.serving.types import Completion, TokenLogprob
+from srice.tools import get_tool
+from srice.tools.regions import Regions
+from srice.tools.tiny import tiny_yolo
+
+
+class Counting:
+    """Wraps a real backend and records each batched generate call's size."""
+
+    def __init__(self, backend):
+        self.backend, self.calls, self.name = backend, [], backend.name
+
+    def generate(self, requests):
+        self.calls.append(len(requests))
+        return self.backend.generate(requests)
+
+
+class Broken:
+    name = "broken"
+
+    def __call__(self, image, targets):
+        raise ToolError("the broken tool always fails")
+
+    def batch(self, images, targets):
+        raise ToolError("the broken tool always fails")
+
+
+class Slow:
+    name = "slow"
+
+    def __call__(self, image, targets):
+        time.sleep(30)
+
+    def batch(self, images, targets):
+        time.sleep(30)
+
+
+class Corner:
+    """A detector stand-in that always finds the top-left quarter (no model needed for geometry)."""
+
+    name = "corner"
+
+    def __call__(self, image, targets):
+        w, h = image.size
+        return Regions([[0, 0, w / 4, h / 4]], [0.9], ["thing"], (w, h), "corner")
+
+    def batch(self, images, targets):
+        return [self(i, t) for i, t in zip(images, targets)]
+
+
+@pytest.fixture(scope="module")
+def http(vllm_server):
+    return OpenAIBackend(vllm_server.url, vllm_server.served_name, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def yolo():
+    return get_tool("yolo", weights=str(tiny_yolo()), conf=0.001)
+
+
+def test_trace_holds_every_pathway_and_selection_is_the_minimum(http, yolo):
+    agent = Agent(http, [yolo, get_tool("zoom"), Corner()])
+    answer = agent.answer(scene(seed=3), "What colour is the circle?")
+    names = [p.name for p in answer.trace]
+    assert (
+        names[0] == "direct" and {"yolo", "corner"} <= set(names) and any(n.startswith("zoom") for n in names)
+    )
+    ok = [p for p in answer.trace if p.ok]
+    assert len(ok) == len(answer.trace)
+    best = min(ok, key=lambda p: p.uncertainty.key)  # first minimum: direct wins ties
+    assert answer.pathway == best.name and answer.answer == best.answer
+    assert answer.uncertainty == best.uncertainty.score
+    corner = answer.pathway_trace("corner")
+    assert corner.view_box is not None and corner.calibrated["boxes"] == [[0, 0, 80, 60]]
+    assert "<image>" in corner.prompt and corner.prompt.count("<image>") == 2
+    assert answer.mllm_calls == 2 + len(answer.trace) - 1
+    json.dumps(answer.to_json())  # the whole trace serialises
+
+
+def test_failing_and_hanging_tools_mark_their_pathway_failed(http):
+    agent = Agent(http, [Broken(), Slow(), Corner()], config=AgentConfig(tool_timeout=2))
+    began = time.monotonic()
+    answer = agent.answer(scene(seed=4), "Is there a square?")
+    assert time.monotonic() - began < 25  # the 30 s tool did not hold the answer back
+    assert "always fails" in answer.pathway_trace("broken").error
+    assert "timed out after 2 s" in answer.pathway_trace("slow").error
+    assert answer.pathway_trace("corner").ok and answer.answer
+    assert answer.pathway in ("direct", "corner")
+
+
+def test_answer_batch_makes_one_generate_call_per_stage(http, yolo):
+    backend = Counting(http)
+    agent = Agent(backend, [yolo, Corner()])
+    items = [Item(scene(seed=i), "What colour is the square?", ("red", "blue", "green")) for i in range(32)]
+    answers = agent.answer_batch(items)
+    # stage 1: 32 direct + 32 region proposals; stage 2: tools; stage 3: 32 x 2 tool pathways
+    assert backend.calls == [64, 64]
+    assert all(a.answer in ("A", "B", "C") or a.answer for a in answers)
+    assert all(len(a.trace) == 3 for a in answers)
+
+
+def test_bad_image_costs_only_its_own_answer(http, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    agent = Agent(http, [Corner()])
+    answers = agent.answer_batch(
+        [Item(scene(seed=1), "Is there a circle?"), Item(tmp_path / "bad.png", "Is there a circle?"),
+         Item(scene(seed=2), "  ")]
+    )  # fmt: skip
+    assert answers[0].answer and answers[0].error is None
+    assert "not a readable image" in answers[1].error and answers[1].trace == []
+    assert "question is empty" in answers[2].error
+
+
+class Scripted:
+    """Replays fixed completions by the text of the prompt's last instruction (no model)."""
+
+    name = "scripted"
+
+    def __init__(self, first_token_by_view: dict[str, dict[str, float]], region_reply: str = '["circle"]'):
+        self.by_view, self.region_reply = first_token_by_view, region_reply
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            texts = [p for p in r.messages[0].content if isinstance(p, str)]
+            images = [p for p in r.messages[0].content if not isinstance(p, str)]
+            if "JSON list" in texts[-1]:
+                out.append(Completion(self.region_reply, (), "stop", 0.0))
+                continue
+            probs = self.by_view["direct" if len(images) == 1 else "view"]
+            top = tuple(TokenLogprob(t, math.log(p)) for t, p in sorted(probs.items(), key=lambda kv: -kv[1]))
+            out.append(
+                Completion(top[0].token, (TokenLogprob(top[0].token, top[0].logprob, top),), "stop", 0.0)
+            )
+        return out
+
+
+def test_selection_prefers_the_confident_view_and_ties_go_direct():
+    # replayed completions: the direct view is unsure between B and C, the zoomed view is sure of A
+    backend = Scripted({"direct": {"B": 0.5, "C": 0.45, "A": 0.05}, "view": {"A": 0.97, "B": 0.03}})
+    answer = Agent(backend, [Corner()]).answer(scene(), "Which colour?", ["red", "green", "blue"])
+    assert answer.targets == ("circle",)
+    assert answer.pathway == "corner" and answer.answer == "A" and answer.uncertainty == 1
+    assert answer.pathway_trace("direct").uncertainty.score == 2
+    same = Scripted({"direct": {"A": 0.97, "B": 0.03}, "view": {"A": 0.97, "B": 0.03}})
+    assert Agent(same, [Corner()]).answer(scene(), "Which colour?", ["red", "green"]).pathway == "direct"
+
+
+def test_early_exit_skips_tools_when_direct_is_certain():
+    backend = Counting(Scripted({"direct": {"A": 0.99, "B": 0.01}, "view": {"A": 0.5, "B": 0.5}}))
+    agent = Agent(backend, [Corner()], config=AgentConfig(early_exit=1))
+    answer = agent.answer(scene(), "Which?", ["x", "y"])
+    assert answer.early_exit and answer.pathway == "direct" and [p.name for p in answer.trace] == ["direct"]
+    assert backend.calls == [1] and answer.mllm_calls == 1
+    unsure = Counting(Scripted({"direct": {"A": 0.5, "B": 0.5}, "view": {"A": 0.99, "B": 0.01}}))
+    answer = Agent(unsure, [Corner()], config=AgentConfig(early_exit=1)).answer(scene(), "Which?", ["x", "y"])
+    assert not answer.early_exit and answer.pathway == "corner" and unsure.calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "reply, targets",
+    [("", ()), ("I cannot tell.", ()), ('["unterminated', ("unterminated",)), ("x" * 10_000, ()), ("[]", ())],
+)
+def test_malformed_region_replies_parse_or_fall_back_to_the_whole_image(reply, targets):
+    backend = Scripted({"direct": {"A": 0.6, "B": 0.4}, "view": {"A": 0.6, "B": 0.4}}, region_reply=reply)
+    answer = Agent(backend, [get_tool("zoom", grid=1)]).answer(scene(), "Which?", ["x", "y"])
+    assert answer.targets == targets and answer.answer == "A"
+    assert answer.trace[1].view_box == (0, 0, 320, 240)  # whole image

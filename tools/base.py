@@ -1,0 +1,128 @@
+"""The tool interface and what every tool shares: input checks, thread guards, lazy imports.
+
+A tool is a callable object: ``tool(image, targets) -> Regions`` with a ``name`` and a
+``batch(images, targets_per_image) -> list[Regions]``. ``BaseTool`` implements the call on top of
+``batch`` so each tool writes its batched inference once (``_run``); inputs are checked here, once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from srice.errors import InputError, ToolError
+from srice.tools.regions import Regions
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """What the agent needs from a vision tool."""
+
+    name: str
+
+    def __call__(self, image: Image.Image, targets: Sequence[str]) -> Regions: ...
+
+    def batch(
+        self, images: Sequence[Image.Image], targets_per_image: Sequence[Sequence[str]]
+    ) -> list[Regions]: ...
+
+
+class BaseTool:
+    """``__call__`` and input checking on top of one batched ``_run``; subclasses set ``name``."""
+
+    name: str = ""
+
+    def __call__(self, image: Image.Image, targets: Sequence[str] = ()) -> Regions:
+        return self.batch([image], [targets])[0]
+
+    def batch(
+        self, images: Sequence[Image.Image], targets_per_image: Sequence[Sequence[str]] | None = None
+    ) -> list[Regions]:
+        images = [check_image(image) for image in images]
+        if targets_per_image is None:
+            targets_per_image = [()] * len(images)
+        if isinstance(targets_per_image, str) or len(targets_per_image) != len(images):
+            raise InputError(
+                f"{self.name} tool needs one target list per image: got {len(images)} images and "
+                f"{'a string' if isinstance(targets_per_image, str) else len(targets_per_image)} target lists"
+            )
+        if not images:
+            return []
+        targets = [normalise_targets(t) for t in targets_per_image]
+        results = self._run(images, targets)
+        assert len(results) == len(images), f"{type(self).__name__}._run returned the wrong number of Regions"
+        return results
+
+    def _run(self, images: list[Image.Image], targets: list[tuple[str, ...]]) -> list[Regions]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_image(image) -> Image.Image:
+    """An RGB PIL image (other modes converted as ``srice.images`` does); anything else is an InputError."""
+    if not isinstance(image, Image.Image):
+        raise InputError(f"tools take PIL images, got {type(image).__name__}")
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InputError(f"image has no pixels ({width}x{height})")
+    if image.mode != "RGB":
+        from srice.images import to_rgb
+
+        image = to_rgb(image)
+    return image
+
+
+def normalise_targets(targets: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Stripped, non-empty, de-duplicated target phrases in order; a bare string is one target."""
+    if targets is None:
+        return ()
+    if isinstance(targets, str):
+        targets = [targets]
+    out: list[str] = []
+    for target in targets:
+        if not isinstance(target, str):
+            raise InputError(f"targets must be strings, got {type(target).__name__}: {target!r}")
+        phrase = " ".join(target.split())
+        if phrase and phrase not in out:
+            out.append(phrase)
+    return tuple(out)
+
+
+def require(module: str, package: str, tool: str):
+    """Import a tool's heavy library, or a ToolError with the install line."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ToolError(f"the {tool} tool needs {package} ({e}): pip install {package}") from None
+
+
+@contextmanager
+def kept_torch_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count after libraries that change it (ultralytics does)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def torch_device(device: str) -> str:
+    """Check a device string early: a clear error beats a CUDA traceback in the middle of a batch."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"not a torch device: {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ToolError(f"device {device!r} asked for but CUDA is not available on this machine")
+    return str(dev)
