@@ -179,6 +179,7 @@ class Agent:
     def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
         w.answer.mllm_calls += 1
         p.answer = completion.text.strip()
+        p.tokens = completion.tokens
         p.model_seconds = completion.seconds
         p.uncertainty = self.uncertainty(completion, w.answer.options)
         return p

@@ -8,6 +8,8 @@ import os
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
 
 from srice.errors import SriceError
 
@@ -67,22 +69,60 @@ def cmd_serve(args) -> int:
         raise SriceError(f"vllm serve exited with code {server.process.returncode}; log: {server.log_path}")
 
 
-def cmd_ask(args) -> int:
-    from srice.images import check_question, load_image
-    from srice.prompts import direct_request
+def _comma_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
 
-    image = load_image(args.image)
+
+def _agent_for(args, backend):
+    """The agent the arguments describe: tools (embedded models unless --tool-weights), calibrators
+    and the uncertainty calibration from --calib, early exit only when asked for."""
+    from srice.agent import Agent, AgentConfig
+    from srice.toolset import build_tools, load_calibrators
+
+    names = _comma_list(args.tools)
+    tools = build_tools(names, _tool_options(args.tool_weights))
+    calibrators = load_calibrators(args.calib, names)
+    score, early_exit = None, None
+    if args.calib and (Path(args.calib) / "uncertainty.json").exists():
+        from srice.us_calibration import UncertaintyCalibration
+
+        calibration = UncertaintyCalibration.load(Path(args.calib) / "uncertainty.json")
+        score = calibration.score()
+        early_exit = calibration.early_exit if args.early_exit else None
+    elif args.early_exit:
+        raise SriceError(
+            "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
+        )
+    config = AgentConfig(max_tokens=args.max_tokens, view=args.view, early_exit=early_exit)
+    return Agent(backend, tools, calibrators, config, uncertainty=score)
+
+
+def cmd_ask(args) -> int:
+    from srice.agent import Item
+    from srice.images import check_question, load_image
+
+    image = load_image(args.image)  # bad input fails here, before a server is started
     question = check_question(args.question)
-    options = [o.strip() for o in args.options.split(",")] if args.options else None
+    options = tuple(_comma_list(args.options)) or None
     with ExitStack() as stack:
         backend, variant = _backend_for(args, stack)
-        request = direct_request(image, question, options, max_tokens=args.max_tokens)
-        completion = backend.generate([request])[0]
+        agent = _agent_for(args, backend)
+        [answer] = agent.answer_batch([Item(image, question, options)])
+    if answer.error:
+        raise SriceError(answer.error)
     if args.json:
-        print(json.dumps(completion_json(completion, variant.name, backend.name), indent=2))
-    else:
-        print(f"answer: {completion.text}")
-        print(f"logprobs: {completion.summary()}")
+        print(json.dumps({"variant": variant.name, "backend": backend.name} | answer.to_json(), indent=2))
+        return 0
+    print(f"answer: {answer.answer}")
+    print(f"uncertainty: {answer.uncertainty:g} (pathway {answer.pathway}; {answer.mllm_calls} model calls)")
+    if answer.targets:
+        print(f"regions asked for: {', '.join(answer.targets)}")
+    for p in answer.trace:
+        found = "" if p.calibrated is None else f"{len(p.calibrated['boxes'])} regions"
+        us = f"US {p.uncertainty.score:g}/{p.uncertainty.tiebreak:.3f}" if p.uncertainty else ""
+        status = f"failed: {p.error}" if p.error else f"{p.answer!r} {us} {found}"
+        mark = "*" if p.name == answer.pathway else " "
+        print(f"{mark} {p.name:<10} {status} ({p.tool_seconds + p.model_seconds:.2f} s)")
     return 0
 
 
@@ -100,6 +140,10 @@ def _tool_options(pairs: list[str]) -> dict:
 
 
 def cmd_calibrate(args) -> int:
+    if args.uncertainty:
+        return _calibrate_uncertainty(args)
+    if not args.tool or not args.images:
+        raise SriceError("calibrating a tool needs --tool and --images (or --uncertainty for the US)")
     from tqdm import tqdm
 
     from srice.coco import load_coco
@@ -131,7 +175,7 @@ def cmd_calibrate(args) -> int:
         "calibration_images": result.calibration_images,
         "holdout_images": result.holdout_images,
         "skipped_images": len(failed),
-        "params": result.calibrator.params(),
+        "calibration": result.calibrator.record(),
         "holdout": result.holdout,
         "output": str(args.output),
     }
@@ -142,7 +186,7 @@ def cmd_calibrate(args) -> int:
             f"calibrated {args.tool} ({args.method}, alpha={args.alpha}) "
             f"on {result.calibration_images} images; {len(failed)} skipped"
         )
-        print(f"parameters: {json.dumps(report['params'], default=float)}")
+        print(f"parameters: {json.dumps(report['calibration'], default=float)}")
         held = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.holdout.items()
         )
@@ -151,23 +195,37 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def completion_json(completion, variant: str, backend: str) -> dict:
-    return {
-        "answer": completion.text,
-        "variant": variant,
-        "backend": backend,
-        "finish_reason": completion.finish_reason,
-        "prompt_tokens": completion.prompt_tokens,
-        "seconds": round(completion.seconds, 4),
-        "tokens": [
-            {
-                "token": t.token,
-                "logprob": t.logprob,
-                "top_logprobs": [{"token": c.token, "logprob": c.logprob} for c in t.top_logprobs],
-            }
-            for t in completion.tokens
-        ],
-    }
+def _calibrate_uncertainty(args) -> int:
+    from tqdm import tqdm
+
+    from srice.us_calibration import calibrate_uncertainty, load_questions
+
+    questions = load_questions(args.data)
+    with ExitStack() as stack:
+        backend, _ = _backend_for(args, stack)
+        with tqdm(
+            total=len(questions), desc="direct answers", unit="q", file=sys.stderr, disable=None
+        ) as bar:
+            result = calibrate_uncertainty(
+                backend, questions, alpha=args.alpha, seed=args.seed, progress=bar.update
+            )
+    result.save(args.output)
+    report = asdict(result) | {"output": str(args.output)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
+    p.add_argument("--server", help="URL of a running OpenAI-compatible server (default: start vllm serve)")
+    p.add_argument(
+        "--allow-hub", action="store_true", help="let the transformers backend download hub models"
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt")
 
 
 def _serving_args(p: argparse.ArgumentParser) -> None:
@@ -186,25 +244,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("ask", help="answer one visual question")
+    p = sub.add_parser("ask", help="answer one visual question with the SRICE agent")
     _serving_args(p)
+    _backend_args(p)
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--question", required=True)
     p.add_argument("--options", help="comma-separated multiple-choice options")
-    p.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
-    p.add_argument("--server", help="URL of a running OpenAI-compatible server (default: start vllm serve)")
     p.add_argument(
-        "--allow-hub", action="store_true", help="let the transformers backend download hub models"
+        "--tools",
+        default="zoom",
+        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom; default zoom;"
+        " '' for the direct pathway only)",
+    )
+    p.add_argument(
+        "--tool-weights",
+        action="append",
+        default=[],
+        metavar="TOOL=PATH",
+        help="a tool's model file (default: the embedded model)",
+    )
+    p.add_argument("--calib", help="folder with <tool>.json calibrators and uncertainty.json")
+    p.add_argument(
+        "--early-exit",
+        action="store_true",
+        help="skip tools when the direct answer is certain enough (threshold from --calib)",
+    )
+    p.add_argument(
+        "--view", choices=("crop", "boxes"), default="crop", help="what tool pathways show the model"
     )
     p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
     p.set_defaults(func=cmd_ask)
 
     from srice.tool_calibration import METHODS
 
-    p = sub.add_parser("calibrate", help="conformally calibrate a vision tool on COCO annotations")
-    p.add_argument("--tool", required=True, help="tool name (yolo, owl, sam, ocr, zoom)")
+    p = sub.add_parser(
+        "calibrate",
+        help="conformal calibration of a vision tool (COCO data) or of the uncertainty score",
+    )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="calibrate the uncertainty score (LAC q-hat, early exit) on --data questions.jsonl",
+    )
+    _serving_args(p)
+    _backend_args(p)
+    p.add_argument("--tool", help="tool name (yolo, owl, sam, ocr, zoom)")
     p.add_argument("--weights", help="tool weights file or folder")
     p.add_argument(
         "--option",
@@ -213,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="tool constructor option, value parsed as JSON when it can be (repeatable)",
     )
-    p.add_argument("--data", required=True, help="COCO-format annotation file")
-    p.add_argument("--images", required=True, help="folder the annotation file's file_names are relative to")
+    p.add_argument(
+        "--data", required=True, help="COCO-format annotation file, or questions.jsonl with --uncertainty"
+    )
+    p.add_argument("--images", help="folder the annotation file's file_names are relative to")
     p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
     p.add_argument(
         "--method",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from srice.serving.types import TokenLogprob
 from srice.uncertainty import Uncertainty
 
 
@@ -23,6 +24,7 @@ class PathwayTrace:
     tool_seconds: float = 0.0
     model_seconds: float = 0.0
     error: str | None = None
+    tokens: tuple[TokenLogprob, ...] = field(default=(), repr=False)  # the answer's logprobs
 
     @property
     def ok(self) -> bool:
@@ -30,6 +32,7 @@ class PathwayTrace:
 
     def to_json(self) -> dict:
         out = asdict(self)
+        out.pop("tokens")  # only the selected pathway's tokens are reported, at the top level
         out["uncertainty"] = _uncertainty_json(self.uncertainty)
         out["seconds"] = round(self.tool_seconds + self.model_seconds, 4)
         return out
@@ -68,8 +71,20 @@ class Answer:
             "mllm_calls": self.mllm_calls,
             "early_exit": self.early_exit,
             "error": self.error,
+            "tokens": tokens_json(chosen.tokens) if (chosen := self.pathway_trace(self.pathway)) else [],
             "trace": [p.to_json() for p in self.trace],
         }
+
+
+def tokens_json(tokens: tuple[TokenLogprob, ...]) -> list[dict]:
+    return [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "top_logprobs": [{"token": c.token, "logprob": c.logprob} for c in t.top_logprobs],
+        }
+        for t in tokens
+    ]
 
 
 def _uncertainty_json(u: Uncertainty | None) -> dict | None:

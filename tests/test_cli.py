@@ -33,7 +33,7 @@ def _check_json(out: str) -> dict:
     assert data["answer"] and data["tokens"]
     for t in data["tokens"]:
         assert set(t) >= {"token", "logprob", "top_logprobs"}
-        assert len(t["top_logprobs"]) == 5 and all({"token", "logprob"} <= set(c) for c in t["top_logprobs"])
+        assert len(t["top_logprobs"]) == 20 and all({"token", "logprob"} <= set(c) for c in t["top_logprobs"])
     return data
 
 
@@ -46,39 +46,44 @@ def test_ask_transformers_json(picture, hf_backend):
         "What colour is the square?",
         "--backend",
         "transformers",
+        "--tools",
+        "",
         "--json",
     )
     assert r.returncode == 0, r.stderr
     data = _check_json(r.stdout)
-    expected = hf_backend.generate([direct_request(load_image(picture), "What colour is the square?")])[0]
+    assert data["pathway"] == "direct" and [p["name"] for p in data["trace"]] == ["direct"]
+    request = direct_request(load_image(picture), "What colour is the square?", top_logprobs=20)
+    expected = hf_backend.generate([request])[0]
     assert data["answer"] == expected.text
     assert [t["token"] for t in data["tokens"]] == [t.token for t in expected.tokens]
 
 
-def test_ask_against_running_server_matches_transformers(picture, vllm_server, hf_backend):
+def test_ask_agent_trace_against_running_server(picture, vllm_server, hf_backend):
     r = srice(
-        "ask",
-        "--image",
-        str(picture),
-        "--question",
-        "Is there a circle?",
-        "--options",
-        "yes,no",
-        "--server",
-        vllm_server.url,
-        "--json",
-    )
+        "ask", "--image", str(picture), "--question", "Is there a circle?", "--options", "yes,no",
+        "--tools", "yolo,sam,ocr,zoom", "--server", vllm_server.url, "--json",
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     data = _check_json(r.stdout)
-    local = hf_backend.generate([direct_request(load_image(picture), "Is there a circle?", ["yes", "no"])])[0]
-    assert data["answer"] == local.text
+    trace = {p["name"]: p for p in data["trace"]}
+    assert {"direct", "yolo", "sam", "ocr", "zoom[0]", "zoom[3]"} <= set(trace)
+    for name, p in trace.items():
+        assert p["error"] is None and p["uncertainty"]["score"] is not None, name
+        assert set(p) >= {"regions", "calibrated", "prompt", "answer", "uncertainty", "seconds", "error"}
+    best = min(data["trace"], key=lambda p: (p["uncertainty"]["score"], p["uncertainty"]["tiebreak"]))
+    assert data["pathway"] == best["name"] and data["answer"] == best["answer"]
+    request = direct_request(load_image(picture), "Is there a circle?", ["yes", "no"], top_logprobs=20)
+    assert trace["direct"]["answer"] == hf_backend.generate([request])[0].text.strip()
 
 
 def test_ask_starts_and_stops_its_own_server(picture):
     r = srice("ask", "--image", str(picture), "--question", "What colour is the circle?")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("answer: ") and lines[1].startswith("logprobs: ")
+    assert lines[0].startswith("answer: ") and lines[1].startswith("uncertainty: ")
+    assert any(line.lstrip("* ").startswith("direct") for line in lines[2:])
+    assert sum(line.lstrip("* ").startswith("zoom[") for line in lines[2:]) == 4  # the default tool
     port = re.search(r"vllm serve ready at http://127.0.0.1:(\d+) in", r.stderr).group(1)
     left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert left == [], "the server srice ask started outlived it"

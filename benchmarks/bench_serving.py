@@ -5,7 +5,7 @@ Starts a real ``vllm serve`` of a variant (default: the tiny model) and reports:
 - vllm/transformers: per-request latency of the HTTP backend vs the in-process transformers backend;
 - start-up time of the server and single-request latency, for context.
 
-    .venv/bin/python benchmarks/serving.py [--variant tiny] [--n 32] [--max-tokens 8]
+    .venv/bin/python benchmarks/bench_serving.py [--variant tiny] [--n 32] [--max-tokens 8]
 """
 
 from __future__ import annotations

@@ -1,0 +1,96 @@
+"""Agent overhead and batching, as ratios measured in one run (these machines are noisy).
+
+- overhead = answer_batch wall time / (time inside backend.generate + time inside tools), 32 items:
+  what the agent itself costs around the model and tool calls (target <= 1.10);
+- batched/sequential = answer_batch(32) throughput vs 32 x answer().
+
+Runs a real vllm serve of a variant (default: the tiny model) and the embedded tools.
+
+    .venv/bin/python benchmarks/bench_agent.py [--variant tiny] [--n 32] [--tools yolo,zoom]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench_serving import picture  # the same synthetic pictures
+
+from srice.agent import Agent, Item
+from srice.serving.launcher import VllmServer
+from srice.serving.openai_http import OpenAIBackend
+from srice.serving.variants import get_variant
+from srice.toolset import build_tools
+
+
+class Timed:
+    """Adds up the wall time spent inside the wrapped object's generate/batch/__call__."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.seconds = inner, inner.name, 0.0
+        self.separate_views = getattr(inner, "separate_views", False)
+
+    def _time(self, fn, *args):
+        began = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - began
+
+    def generate(self, requests):
+        return self._time(self.inner.generate, requests)
+
+    def batch(self, images, targets):
+        return self._time(self.inner.batch, images, targets)
+
+    def __call__(self, image, targets):
+        return self._time(self.inner, image, targets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="tiny")
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--tools", default="yolo,zoom")
+    args = parser.parse_args()
+
+    variant = get_variant(args.variant)
+    items = [Item(picture(i), "What colour is the square?", ("red", "green", "blue")) for i in range(args.n)]
+    tools = [Timed(t) for t in build_tools(args.tools.split(","))]
+    server = VllmServer(
+        variant.model_path(),
+        served_name=variant.served_name,
+        args=variant.vllm_args,
+        offline=not variant.is_hub,
+    )
+    with server:
+        backend = Timed(OpenAIBackend(server.url, variant.served_name, concurrency=64))
+        agent = Agent(backend, tools)
+        agent.answer_batch(items[:2])  # warm-up: lazy weights, server caches
+        backend.seconds = 0.0
+        for t in tools:
+            t.seconds = 0.0
+        began = time.perf_counter()
+        answers = agent.answer_batch(items)
+        batched = time.perf_counter() - began
+        inside = backend.seconds + sum(t.seconds for t in tools)
+        model, tool_time = backend.seconds, sum(t.seconds for t in tools)
+        began = time.perf_counter()
+        for item in items:
+            agent.answer(item.image, item.question, item.options)
+        sequential = time.perf_counter() - began
+    pathways = len(answers[0].trace)
+    print(f"variant {variant.name}, {args.n} questions, tools {args.tools}, {pathways} pathways per question")
+    print(
+        f"answer_batch: {batched:.2f} s = model {model:.2f} s + tools {tool_time:.2f} s + agent "
+        f"{batched - inside:.2f} s"
+    )
+    print(f"overhead (wall / (generate + tools)): {batched / inside:.3f}")
+    print(
+        f"batched/sequential throughput: {sequential / batched:.2f}x "
+        f"({args.n / batched:.1f} vs {args.n / sequential:.1f} questions/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Building the agent's tools from names, with the embedded models as defaults.
+
+``srice ask --tools yolo,sam`` must work out of the box on a machine with no model hub, so a tool
+given no weights gets the embedded local model (today the tiny random-weight builds of
+``srice.tools.tiny``; trained ones replace them without changing this interface). Calibrators are
+found by tool name in a calibration folder: ``DIR/<tool>.json``; the uncertainty calibration is
+``DIR/uncertainty.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from srice.errors import InputError
+from srice.tools import TOOLS, get_tool
+
+
+def embedded_options(name: str) -> dict:
+    """Constructor options that point a tool at its embedded local model."""
+    from srice.tools import tiny
+
+    if name == "yolo":
+        return {"weights": str(tiny.tiny_yolo())}
+    if name == "owl":
+        return {"weights": str(tiny.tiny_owl())}
+    if name == "sam":
+        return {"checkpoint": str(tiny.tiny_sam()), "detector": get_tool("yolo", **embedded_options("yolo"))}
+    return {}
+
+
+def build_tools(names: Sequence[str], weights: Mapping[str, str] | None = None) -> list:
+    """Tools by name; ``weights`` maps a name to its model file, else the embedded model is used."""
+    weights = dict(weights or {})
+    unknown = sorted(set(names) - set(TOOLS)) + sorted(set(weights) - set(names))
+    if unknown:
+        raise InputError(f"unknown or unused tool(s) {unknown}; valid tools: {', '.join(sorted(TOOLS))}")
+    tools = []
+    for name in names:
+        options = embedded_options(name)
+        if name in weights:
+            options["checkpoint" if name == "sam" else "weights"] = weights[name]
+        tools.append(get_tool(name, **options))
+    return tools
+
+
+def load_calibrators(folder: str | Path | None, names: Sequence[str]) -> dict:
+    """The calibrators found in ``folder`` for the given tool names (missing files: uncalibrated)."""
+    if folder is None:
+        return {}
+    from srice.calibration import load_calibrator
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"calibration folder not found: {folder}")
+    return {
+        name: load_calibrator(folder / f"{name}.json") for name in names if (folder / f"{name}.json").exists()
+    }
