@@ -154,7 +154,11 @@ def cmd_calibrate(args) -> int:
     records = load_coco(args.data, args.images, masks=args.method == "mask")
     if not records:
         raise SriceError(f"{args.data} lists no images")
-    options = _tool_options(args.option) | ({"weights": args.weights} if args.weights else {})
+    from srice.toolset import embedded_options
+
+    options = embedded_options(args.tool) | _tool_options(args.option)
+    if args.weights:
+        options["checkpoint" if args.tool == "sam" else "weights"] = args.weights
     tool = get_tool(args.tool, **options)
     with tqdm(
         total=len(records), desc=f"running {args.tool}", unit="img", file=sys.stderr, disable=None
@@ -195,6 +199,71 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 1)
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SriceError(f"--shard takes i/n, e.g. 0/4, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise SriceError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def cmd_eval(args) -> int:
+    from tqdm import tqdm
+
+    from srice import evaluate
+    from srice.adapters import load_items, shard
+
+    index, count = _parse_shard(args.shard)
+    items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
+    if count > 1:
+        items = shard(items, index, count)
+    bars = []
+    with ExitStack() as stack:
+        backend, variant = _backend_for(args, stack)
+        agent = _agent_for(args, backend)
+
+        def resumed(done: int) -> None:
+            if done:
+                print(f"resuming: {done} of {len(items)} questions already have records", file=sys.stderr)
+            bar = tqdm(total=len(items), initial=done, desc="eval", unit="q", file=sys.stderr, disable=None)
+            bars.append(stack.enter_context(bar))
+
+        result = evaluate.run(
+            agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
+            progress=lambda k: bars[0].update(k), on_resume=resumed,
+        )  # fmt: skip
+    summary = evaluate.write_reports(args.out)
+    print(evaluate.markdown(summary), end="")
+    print(f"{result.written} questions in {result.seconds:.1f} s; records: {result.records_path}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from tqdm import tqdm
+
+    from srice.synth import generate
+
+    knobs = {k: v for k in ("tiny_fraction", "kinds", "mc_fraction", "min_side", "max_side", "mask_format")
+             if (v := getattr(args, k)) is not None}  # fmt: skip
+    with tqdm(total=args.n, desc="synth", unit="q", file=sys.stderr, disable=None) as bar:
+        summary = generate(args.out, seed=args.seed, n=args.n, progress=bar.update, **knobs)
+    if args.json:
+        print(json.dumps(asdict(summary), indent=2, default=str))
+    else:
+        kinds = ", ".join(f"{k} {v}" for k, v in summary.by_kind.items())
+        print(
+            f"wrote {summary.n_questions} questions about {summary.n_images} images ({summary.n_objects} "
+            f"objects, tiny-target share {summary.tiny_share:.2f}) to {summary.out_dir}/"
+        )
+        print(f"kinds: {kinds}")
+        print(f"files: {summary.questions.name}, {summary.annotations.name}, {summary.scenes.name}, images/")
+    return 0
+
+
 def _calibrate_uncertainty(args) -> int:
     from tqdm import tqdm
 
@@ -217,6 +286,31 @@ def _calibrate_uncertainty(args) -> int:
         for key, value in report.items():
             print(f"{key}: {value}")
     return 0
+
+
+def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(
+        flag,
+        dest="tools",
+        default="zoom",
+        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom; default zoom; '' for direct only)",
+    )
+    p.add_argument(
+        "--tool-weights",
+        action="append",
+        default=[],
+        metavar="TOOL=PATH",
+        help="a tool's model file (default: the embedded model)",
+    )
+    p.add_argument("--calib", help="folder with <tool>.json calibrators and uncertainty.json")
+    p.add_argument(
+        "--early-exit",
+        action="store_true",
+        help="skip tools when the direct answer is certain enough (threshold from --calib)",
+    )
+    p.add_argument(
+        "--view", choices=("crop", "boxes"), default="crop", help="what tool pathways show the model"
+    )
 
 
 def _backend_args(p: argparse.ArgumentParser) -> None:
@@ -250,31 +344,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--question", required=True)
     p.add_argument("--options", help="comma-separated multiple-choice options")
-    p.add_argument(
-        "--tools",
-        default="zoom",
-        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom; default zoom;"
-        " '' for the direct pathway only)",
-    )
-    p.add_argument(
-        "--tool-weights",
-        action="append",
-        default=[],
-        metavar="TOOL=PATH",
-        help="a tool's model file (default: the embedded model)",
-    )
-    p.add_argument("--calib", help="folder with <tool>.json calibrators and uncertainty.json")
-    p.add_argument(
-        "--early-exit",
-        action="store_true",
-        help="skip tools when the direct answer is certain enough (threshold from --calib)",
-    )
-    p.add_argument(
-        "--view", choices=("crop", "boxes"), default="crop", help="what tool pathways show the model"
-    )
+    _agent_args(p, "--tools")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="evaluate the agent on a VQA benchmark: resumable records and a summary")
+    _serving_args(p)
+    _backend_args(p)
+    _agent_args(p, "--pathways")
+    p.add_argument(
+        "--data", required=True, help="questions.jsonl, a VLMEvalKit .tsv, a .parquet, or hf:FOLDER[:split]"
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder (records, summary, predictions); reused to resume"
+    )
+    p.add_argument("--limit", type=int, help="first N questions only")
+    p.add_argument("--shard", help="i/n: this machine's share of the questions")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("synth", help="generate the synthetic VQA set (images, questions, COCO annotations)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=200, help="number of questions")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--tiny-fraction", type=float, help="share of question targets that are tiny (default 0.5)"
+    )
+    p.add_argument("--kinds", help="comma-separated question kinds (default: all)")
+    p.add_argument("--mc-fraction", type=float, help="share of multiple-choice questions (default 0.3)")
+    p.add_argument("--min-side", type=int, help="smallest image side in pixels (default 672)")
+    p.add_argument("--max-side", type=int, help="largest image side in pixels (default 1344)")
+    p.add_argument("--mask-format", choices=("rle", "polygon"), help="COCO mask encoding (default rle)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_synth)
 
     from srice.tool_calibration import METHODS
 

@@ -78,6 +78,9 @@ def decode_segmentation(segmentation, width: int, height: int, bbox=None) -> np.
             mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
         return mask
     if isinstance(segmentation, list):  # polygons [[x1, y1, x2, y2, ...], ...]
+        # PIL treats vertices as pixel centres and fills the outline, pycocotools as pixel corners:
+        # masks come out about half a pixel larger than the reference's (negligible but for tiny
+        # objects). RLE segmentations decode exactly; srice synth writes RLE for that reason.
         canvas = Image.new("1", (width, height), 0)
         draw = ImageDraw.Draw(canvas)
         for polygon in segmentation:

@@ -20,7 +20,7 @@ from srice.calibration import (
     ThresholdCalibrator,
 )
 from srice.coco import AnnotatedImage
-from srice.errors import InputError, SriceError
+from srice.errors import InputError, SriceError, ToolError
 from srice.images import load_image
 
 METHODS = ("threshold", "precision", "margins", "mask", "sequential")
@@ -89,6 +89,10 @@ def run_tool(
                 except SriceError as e:
                     failed.append(f"{record.path}: {e}")
                     outputs.append(None)
+        if start == 0 and outputs and all(o is None for o in outputs) and len(failed) >= len(kept) > 1:
+            reasons = {line.split(": ", 1)[-1] for line in failed[-len(kept) :]}
+            if len(reasons) == 1:  # the same failure on every image: the tool, not the data, is broken
+                raise ToolError(f"{getattr(tool, 'name', 'tool')} failed on every image: {reasons.pop()}")
         for record, image, regions in zip(kept, images, outputs):
             if regions is None:
                 continue

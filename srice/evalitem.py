@@ -1,0 +1,26 @@
+"""One benchmark question, whatever file format it came from (see ``srice.adapters``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+METRICS = ("vqa", "anls", "relaxed", "mc", "exact", "pope")
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    id: str  # unique within the dataset; records and resume are keyed by it
+    image: Path | bytes | Image.Image  # a file, encoded bytes (TSV base64, parquet), or a decoded image
+    question: str
+    answers: tuple[str, ...]  # ground truth: one answer, or VQAv2/TextVQA's ten; the letter for "mc"
+    metric: str = "exact"  # how a prediction is scored: one of METRICS
+    options: tuple[str, ...] | None = None  # multiple-choice options, in letter order
+    kind: str = ""  # question kind, for per-kind breakdowns ("colour", "count", ...)
+    meta: dict = field(default_factory=dict, compare=False)  # e.g. target size, source row
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")

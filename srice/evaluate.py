@@ -1,0 +1,274 @@
+"""Batch evaluation: run the agent over a benchmark, one JSONL record per question, resumable.
+
+Records are appended (and flushed) as each batch finishes, so an interrupted run loses at most the
+batch in flight. On restart the records file is read back, a torn last line (a kill mid-write) is cut
+off, and only questions without a record are run: no question is redone or written twice. A question
+the agent cannot answer (unreadable image, bad question) gets a record with its error and score 0; a
+serving failure stops the run instead, since every later question would fail the same way, and the
+next run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from srice.agent import Agent, Item
+from srice.evalitem import EvalItem
+from srice.metrics import score
+from srice.trace import Answer
+from srice.us_calibration import normalise
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    records_path: Path
+    done_before: int  # records already there when the run started
+    written: int  # records this run added
+    seconds: float
+
+
+def records_name(shard: tuple[int, int] = (0, 1)) -> str:
+    index, count = shard
+    return "records.jsonl" if count == 1 else f"records-{index}of{count}.jsonl"
+
+
+def read_records(path: Path, *, repair: bool = False) -> list[dict]:
+    """Every complete record in ``path``; with ``repair``, a torn last line is cut from the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records, good_end = [], 0
+    for line in data.splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break
+        if not line.endswith(b"\n"):
+            break
+        records.append(record)
+        good_end += len(line)
+    if repair and good_end != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
+def run(
+    agent: Agent,
+    items: Sequence[EvalItem],
+    out_dir: str | Path,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> EvalRun:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / records_name(shard)
+    done = {r["id"] for r in read_records(path, repair=True)}
+    todo = [item for item in items if item.id not in done]
+    if on_resume:
+        on_resume(len(items) - len(todo))
+    began, written = time.perf_counter(), 0
+    with open(path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            t0 = time.perf_counter()
+            answers = agent.answer_batch([Item(i.image, i.question, i.options, i.id) for i in batch])
+            seconds = (time.perf_counter() - t0) / len(batch)
+            for item, answer in zip(batch, answers):
+                f.write(json.dumps(make_record(item, answer, seconds)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            written += len(batch)
+            if progress:
+                progress(len(batch))
+    return EvalRun(path, len(done), written, time.perf_counter() - began)
+
+
+def set_covers(prediction_set: Sequence[str], item: EvalItem) -> bool:
+    """Whether a US prediction set holds the truth: the letter for multiple choice, else a candidate
+    that begins one of the true answers (the open-answer sets are over first tokens)."""
+    if item.options:
+        return item.answers[0] in prediction_set
+    truths = [normalise(a) for a in item.answers]
+    return any(normalise(c) and t.startswith(normalise(c)) for c in prediction_set for t in truths)
+
+
+def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
+    """One question's record. Unlabelled questions (test splits) get ``None`` scores, which the
+    summary leaves out of the averages instead of counting them wrong."""
+    labelled = bool(item.answers)
+    pathways = {}
+    for p in answer.trace:
+        u = p.uncertainty
+        pathways[p.name] = {
+            "answer": p.answer,
+            "score": (score(item, p.answer) if p.ok else 0.0) if labelled else None,
+            "uncertainty": None if u is None or math.isinf(u.score) else u.score,
+            "tiebreak": None if u is None else u.tiebreak,
+            "set_size": None if u is None else len(u.prediction_set),
+            "covered": None if u is None or not labelled else set_covers(u.prediction_set, item),
+            "seconds": round(p.tool_seconds + p.model_seconds, 4),
+            "error": p.error,
+        }
+    scores = [p["score"] for p in pathways.values() if p["score"] is not None]
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "metric": item.metric,
+        "question": item.question,
+        "options": list(item.options) if item.options else None,
+        "answers": list(item.answers),
+        "answer": answer.answer,
+        "pathway": answer.pathway,
+        "uncertainty": None if math.isinf(answer.uncertainty) else answer.uncertainty,
+        "score": (score(item, answer.answer) if answer.error is None else 0.0) if labelled else None,
+        "oracle_score": (max(scores) if scores else 0.0) if labelled else None,
+        "pathways": pathways,
+        "targets": list(answer.targets),
+        "mllm_calls": answer.mllm_calls,
+        "early_exit": answer.early_exit,
+        "seconds": round(seconds, 4),
+        "error": answer.error,
+        "meta": {k: v for k, v in item.meta.items() if isinstance(v, (str, int, float, bool, type(None)))},
+    }
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Accuracy of direct vs SRICE vs each fixed pathway vs the oracle-best pathway, overall and per
+    question kind and target size; model calls per question; US and its prediction sets."""
+    out = {"n": len(records), "errors": sum(r["error"] is not None for r in records)}
+    out["overall"] = _accuracies(records)
+    for key in ("kind", "target_size"):
+        groups = defaultdict(list)
+        for r in records:
+            value = r.get(key) if key == "kind" else r.get("meta", {}).get(key)
+            if value:
+                groups[value].append(r)
+        if groups:
+            out[f"by_{key}"] = {name: _accuracies(rs) for name, rs in sorted(groups.items())}
+    out["mllm_calls_per_question"] = _mean(r["mllm_calls"] for r in records)
+    out["mean_uncertainty"] = _mean(r["uncertainty"] for r in records)
+    out["seconds_per_question"] = _mean(r["seconds"] for r in records)
+    direct = [r["pathways"]["direct"] for r in records if "direct" in r["pathways"]]
+    out["direct_us_set_coverage"] = _mean(p["covered"] for p in direct)
+    out["direct_us_set_size"] = _mean(p["set_size"] for p in direct)
+    chosen = [r["pathways"][r["pathway"]] for r in records if r["pathway"] in r["pathways"]]
+    out["selected_us_set_coverage"] = _mean(p["covered"] for p in chosen)
+    out["selected_us_set_size"] = _mean(p["set_size"] for p in chosen)
+    return out
+
+
+def _accuracies(records: Sequence[dict]) -> dict:
+    names = sorted({name for r in records for name in r["pathways"]} - {"direct"})
+    table = {
+        "n": len(records),
+        "direct": _mean(_pathway_score(r, "direct") for r in records),
+    }
+    table["srice"] = _mean(r["score"] for r in records)
+    for name in names:
+        table[name] = _mean(_pathway_score(r, name) for r in records)
+    table["oracle"] = _mean(r["oracle_score"] for r in records)
+    return table
+
+
+def _pathway_score(record: dict, name: str) -> float | None:
+    """A pathway's score; a question that failed outright counts 0 for every pathway, one that never
+    ran the pathway (early exit) is left out of that pathway's average."""
+    if name in record["pathways"]:
+        return record["pathways"][name]["score"]
+    return 0.0 if record["error"] is not None and record["score"] is not None else None
+
+
+def markdown(summary: dict) -> str:
+    """The summary as Markdown tables: one row per slice, one column per pathway."""
+    rows = [("overall", summary["overall"])]
+    for key in ("by_kind", "by_target_size"):
+        rows += [(f"{key.removeprefix('by_')}={name}", table) for name, table in summary.get(key, {}).items()]
+    columns = ["n", "direct", "srice"]
+    columns += sorted({c for _, t in rows for c in t} - {"n", "direct", "srice", "oracle"}) + ["oracle"]
+    lines = ["| slice | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, table in rows:
+        cells = [_cell(table.get(c)) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for key in (
+        "n",
+        "errors",
+        "mllm_calls_per_question",
+        "mean_uncertainty",
+        "seconds_per_question",
+        "direct_us_set_coverage",
+        "direct_us_set_size",
+        "selected_us_set_coverage",
+        "selected_us_set_size",
+    ):
+        lines.append(f"- {key}: {_cell(summary.get(key))}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def all_records(out_dir: str | Path) -> list[dict]:
+    """Every shard's records in ``out_dir`` (shards run on other machines can be copied in)."""
+    records, seen = [], set()
+    for path in sorted(Path(out_dir).glob("records*.jsonl")):
+        for r in read_records(path):
+            if r["id"] not in seen:
+                seen.add(r["id"])
+                records.append(r)
+    return records
+
+
+def write_reports(out_dir: str | Path) -> dict:
+    """summary.json, summary.md and prediction files for other toolkits' scorers, from all records.
+
+    - ``predictions.jsonl``: ``{"question_id", "answer"}`` per question, the submission format of
+      lmms-eval's VQAv2/TextVQA-style tasks (and of the official evaluation servers);
+    - ``predictions.tsv``: VLMEvalKit's layout, ``index, question, A..D, answer, prediction, category``,
+      which its multiple-choice and VQA scorers read.
+    """
+    out_dir = Path(out_dir)
+    records = all_records(out_dir)
+    summary = summarize(records)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.md").write_text(markdown(summary))
+    with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps({"question_id": r["id"], "answer": r["answer"]}) + "\n")
+    letters = max((len(r["options"] or ()) for r in records), default=0)
+    header = ["index", "question", *"ABCDEFGHIJ"[: max(letters, 4)], "answer", "prediction", "category"]
+    with open(out_dir / "predictions.tsv", "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for r in records:
+            options = list(r["options"] or []) + [""] * (len(header) - 5 - len(r["options"] or []))
+            row = [
+                r["id"],
+                r["question"],
+                *options,
+                r["answers"][0] if r["answers"] else "",
+                r["answer"],
+                r["kind"],
+            ]
+            f.write("\t".join(str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n")
+    return summary

@@ -1,0 +1,180 @@
+"""``srice eval``: records, summary, predictions, resume after SIGKILL, against a real vllm serve."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import scene
+from srice.evaluate import markdown, read_records, summarize
+
+
+def srice(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def questions(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    rows = []
+    for i in range(24):
+        scene(seed=200 + i).save(root / f"{i}.png")
+        if i % 3 == 0:
+            rows.append(
+                {
+                    "id": f"q{i}",
+                    "image": f"{i}.png",
+                    "question": "Which shape is largest?",
+                    "options": ["circle", "square", "star"],
+                    "answer": "B",
+                    "kind": "shape",
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "id": f"q{i}",
+                    "image": f"{i}.png",
+                    "question": "What colour is the square?",
+                    "answer": "red",
+                    "kind": "colour",
+                    "meta": {"target_size": "tiny" if i % 2 else "large"},
+                }
+            )
+    (root / "5.png").write_bytes(b"\x89PNG broken")
+    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "q.jsonl"
+
+
+def test_eval_end_to_end(questions, vllm_server, tmp_path):
+    out = tmp_path / "run"
+    r = srice(
+        "eval",
+        "--data",
+        str(questions),
+        "--out",
+        str(out),
+        "--pathways",
+        "zoom",
+        "--server",
+        vllm_server.url,
+        "--batch-size",
+        "8",
+    )
+    assert r.returncode == 0, r.stderr
+    records = read_records(out / "records.jsonl")
+    assert sorted(rec["id"] for rec in records) == sorted(f"q{i}" for i in range(24))
+    broken = next(rec for rec in records if rec["id"] == "q5")
+    assert "not a readable image" in broken["error"] and broken["score"] == 0.0
+    fine = next(rec for rec in records if rec["id"] == "q1")
+    assert set(fine["pathways"]) == {"direct", "zoom[0]", "zoom[1]", "zoom[2]", "zoom[3]"}
+    assert fine["oracle_score"] == max(p["score"] for p in fine["pathways"].values())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] == 24 and summary["errors"] == 1
+    assert set(summary["by_kind"]) == {"shape", "colour"} and set(summary["by_target_size"]) == {
+        "tiny",
+        "large",
+    }
+    assert summary["overall"]["oracle"] >= max(
+        v for k, v in summary["overall"].items() if k not in ("n", "oracle")
+    )
+    assert summary["mllm_calls_per_question"] == pytest.approx(sum(rec["mllm_calls"] for rec in records) / 24)
+    assert "| overall |" in (out / "summary.md").read_text() and "| overall |" in r.stdout
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {p["question_id"] for p in predictions} == {rec["id"] for rec in records}
+    tsv = (out / "predictions.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[:7] == ["index", "question", "A", "B", "C", "D", "answer"] and len(tsv) == 25
+
+
+def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp_path):
+    args = ["--data", str(questions), "--pathways", "", "--server", vllm_server.url, "--batch-size", "2"]
+    clean = tmp_path / "clean"
+    assert srice("eval", *args, "--out", str(clean)).returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srice", "eval", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(read_records(out / "records.jsonl")) < 6:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_records(out / "records.jsonl")
+    assert 6 <= len(partial) < 24, "the run was not interrupted mid-way"
+    with open(out / "records.jsonl", "a") as f:
+        f.write('{"id": "q9", "torn')  # a write cut short by the kill
+    r = srice("eval", *args, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"resuming: {len(partial)} of 24" in r.stderr
+    final = read_records(out / "records.jsonl")
+    ids = [rec["id"] for rec in final]
+    assert len(ids) == len(set(ids)) == 24  # no duplicates, no gaps
+    assert final[: len(partial)] == partial  # nothing rewritten
+    by_id = {rec["id"]: rec for rec in read_records(clean / "records.jsonl")}
+    assert {rec["id"]: rec["answer"] for rec in final} == {k: v["answer"] for k, v in by_id.items()}
+
+
+def test_sharded_runs_cover_everything_once(questions, vllm_server, tmp_path):
+    for i in range(3):
+        r = srice(
+            "eval",
+            "--data",
+            str(questions),
+            "--out",
+            str(tmp_path),
+            "--pathways",
+            "",
+            "--server",
+            vllm_server.url,
+            "--shard",
+            f"{i}/3",
+            "--limit",
+            "12",
+        )
+        assert r.returncode == 0, r.stderr
+    ids = [rec["id"] for i in range(3) for rec in read_records(tmp_path / f"records-{i}of3.jsonl")]
+    assert sorted(ids) == sorted(f"q{i}" for i in range(12))
+    assert json.loads((tmp_path / "summary.json").read_text())["n"] == 12
+
+
+def test_torn_last_line_is_cut_only_when_repairing(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "unfinis')
+    assert [r["id"] for r in read_records(path)] == ["a", "b"]
+    assert path.read_text().endswith("unfinis")
+    read_records(path, repair=True)
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_summary_by_hand():
+    def record(kind, score, pathways, size=None):
+        return {
+            "kind": kind,
+            "score": score,
+            "pathway": "direct",
+            "uncertainty": 1.0,
+            "mllm_calls": 4,
+            "seconds": 0.1,
+            "error": None,
+            "meta": {"target_size": size} if size else {},
+            "oracle_score": max(pathways.values()),
+            "pathways": {k: {"score": v, "covered": True, "set_size": 1} for k, v in pathways.items()},
+        }
+
+    records = [
+        record("colour", 1.0, {"direct": 1.0, "yolo": 0.0}, "large"),
+        record("colour", 0.0, {"direct": 0.0, "yolo": 1.0}, "tiny"),
+        record("count", 0.0, {"direct": 0.0, "yolo": 0.0}),
+    ]
+    s = summarize(records)
+    assert s["overall"] == {"n": 3, "direct": 1 / 3, "srice": 1 / 3, "yolo": 1 / 3, "oracle": 2 / 3}
+    assert s["by_kind"]["colour"]["oracle"] == 1.0 and s["by_target_size"]["tiny"]["yolo"] == 1.0
+    assert s["direct_us_set_coverage"] == 1.0 and s["mllm_calls_per_question"] == 4
+    assert "| kind=count | 1 |" in markdown(s)

@@ -1,0 +1,259 @@
+"""Metrics against hand-computed cases; expected values are worked out in the comments."""
+
+import pytest
+
+from srice.errors import InputError
+from srice.evalitem import EvalItem
+from srice.metrics import (
+    PopeSummary,
+    anls,
+    exact_match,
+    extract_choice,
+    mc_accuracy,
+    normalize_vqa_answer,
+    pope_summary,
+    relaxed_accuracy,
+    score,
+    vqa_accuracy,
+    yes_no,
+)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Two dogs", "2 dogs"),
+        ("2 dogs", "2 dogs"),
+        ("none", "0"),
+        ("TEN", "10"),
+        ("The cat", "cat"),
+        ("a man on an elephant", "man on elephant"),
+        ("theater", "theater"),  # "the" only as a whole word
+        ("3.5", "3.5"),  # a decimal point survives
+        ("1,000", "1000"),  # a comma between digits: punctuation deleted, digits joined
+        ("1,000 people, mostly", "1000 people mostly"),
+        ("yes.", "yes"),  # a period not before a digit goes
+        ("3.", "3"),
+        ("e.g. this", "eg this"),
+        ("red, blue", "red blue"),  # comma touching a space: deleted
+        ("red,blue", "red blue"),  # comma between letters: becomes a space
+        ("t-shirt", "t shirt"),
+        ("(left)", "left"),
+        ("what?!", "what"),
+        ("dont", "don't"),
+        ("isnt it", "isn't it"),
+        ("don't", "don't"),  # apostrophes are kept
+        ("its", "its"),  # an ordinary word, not a contraction
+        ("  Multiple\tspaces\n here ", "multiple spaces here"),
+        ("10:30", "10:30"),
+        ("", ""),
+    ],
+)
+def test_normalize_vqa_answer(raw, expected):
+    assert normalize_vqa_answer(raw) == expected
+
+
+def _ten(matching: str, k: int) -> list[str]:
+    return [matching] * k + [f"other{i}" for i in range(10 - k)]
+
+
+@pytest.mark.parametrize(
+    "k, expected",
+    [
+        # k of 10 annotators gave the prediction. Leaving out a matching annotator leaves k-1
+        # matches, leaving out another leaves k: mean = (k*min(1,(k-1)/3) + (10-k)*min(1,k/3)) / 10
+        (0, 0.0),
+        (1, 0.3),  # (1*0 + 9*(1/3)) / 10
+        (2, 0.6),  # (2*(1/3) + 8*(2/3)) / 10 = (2/3 + 16/3) / 10
+        (3, 0.9),  # (3*(2/3) + 7*1) / 10
+        (4, 1.0),  # (4*1 + 6*1) / 10
+        (10, 1.0),
+    ],
+)
+def test_vqa_accuracy_leave_one_out(k, expected):
+    assert vqa_accuracy("2", _ten("2", k)) == pytest.approx(expected)
+
+
+def test_vqa_accuracy_normalises_both_sides():
+    assert vqa_accuracy("Two.", _ten("2", 3)) == pytest.approx(0.9)
+    assert vqa_accuracy("the red one", _ten("red one", 1)) == pytest.approx(0.3)
+
+
+def test_vqa_accuracy_with_fewer_answers():
+    # three answers, two match: leaving out a match leaves 1 -> 1/3 (twice); leaving out the other
+    # leaves 2 -> 2/3 (once): (1/3 + 1/3 + 2/3) / 3 = 4/9
+    assert vqa_accuracy("cat", ["cat", "cat", "dog"]) == pytest.approx(4 / 9)
+    assert vqa_accuracy("cat", ["Cat"]) == 1.0  # one answer: exact normalised match
+    assert vqa_accuracy("dog", ["cat"]) == 0.0
+    assert vqa_accuracy("cat", []) == 0.0
+
+
+def test_exact_match():
+    assert exact_match("Two dogs.", ["2 dogs"]) == 1.0
+    assert exact_match("The Eiffel Tower", "eiffel tower") == 1.0
+    assert exact_match("three", ["2", "4"]) == 0.0
+
+
+def test_anls():
+    assert anls("ABC ", ["abc"]) == 1.0  # case-insensitive, stripped
+    assert anls("abcx", ["abcd"]) == pytest.approx(0.75)  # distance 1/4
+    assert anls("abxy", ["abcd"]) == 0.0  # distance 2/4 = 0.5 = tau: zero
+    assert anls("abcdefxyzw", ["abcdefghij"]) == pytest.approx(0.6)  # distance 4/10 < tau
+    assert anls("abxy", ["abcd"], tau=0.6) == pytest.approx(0.5)
+    assert anls("abcx", ["zzzz", "abcd", "abcx"]) == 1.0  # best answer counts
+    assert anls("", ["abc"]) == 0.0
+    assert anls("", [""]) == 1.0
+    assert anls("anything", []) == 0.0
+
+
+@pytest.mark.parametrize(
+    "prediction, label, expected",
+    [
+        ("105", "100", 1.0),  # exactly 5% off: counts
+        ("95", "100", 1.0),
+        ("105.1", "100", 0.0),
+        ("94.9", "100", 0.0),
+        ("21", "20", 1.0),  # 1/20 = 5%
+        ("0.315", "0.3", 1.0),  # 5% up to float rounding
+        ("1,050", "1000", 1.0),
+        ("$12", "12", 1.0),
+        ("-$3", "-3", 1.0),
+        ("45%", "45", 1.0),  # the percent sign is dropped, not divided out
+        ("0.45", "45%", 0.0),
+        ("12.", "12", 1.0),
+        ("0", "0", 1.0),
+        ("0.01", "0", 0.0),  # a true zero needs an exact zero
+        ("Yes", "yes", 1.0),  # not numbers: case-insensitive string match
+        ("Yes.", "yes", 1.0),
+        ("Brazil", "Argentina", 0.0),
+        ("about 100", "100", 0.0),  # no number extraction from sentences
+        ("1,5", "15", 0.0),  # not a thousands separator
+    ],
+)
+def test_relaxed_accuracy(prediction, label, expected):
+    assert relaxed_accuracy(prediction, label) == expected
+
+
+def test_relaxed_accuracy_any_label():
+    assert relaxed_accuracy("7", ["10", "7.2"]) == 1.0  # 0.2/7.2 = 2.8%
+    assert relaxed_accuracy("7", ["10", "8"]) == 0.0
+
+
+OPTIONS = ("blue square", "red circle", "dark red", "green")
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("b", "B"),  # a lone letter is unambiguous in any case
+        ("B) blue", "B"),
+        ("(b) red circle", "B"),
+        ("C: dark red", "C"),
+        ("A. blue square", "A"),  # a delimited A is the letter
+        ("The answer is B", "B"),
+        ("The answer is B because it is round.", "B"),
+        ("Answer: b", "B"),
+        ("the correct option is (C)", "C"),
+        ("Option A is wrong; the answer is C.", "C"),  # cues disagree: the last answer cue
+        ("I think B", "B"),  # "I" followed by a word is the pronoun
+        ("So the best fit is (D).", "D"),
+        ("A is correct", "A"),
+        ("The answer is A.", "A"),
+        ("The answer is a.", "A"),
+        # the article: falls through to the option texts
+        ("A red circle", "B"),
+        ("The answer is A red circle", "B"),
+        ("The answer is a red circle.", "B"),
+        ("I see a red circle", "B"),
+        # option text
+        ("green", "D"),
+        ("Green.", "D"),
+        ("It is dark red", "C"),  # "red circle" not in it; "dark red" is
+        ("square", "A"),  # the reply inside exactly one option
+        ("red", None),  # inside two options
+        ("E", None),  # not an option letter
+        ("purple", None),
+        ("", None),
+    ],
+)
+def test_extract_choice(reply, expected):
+    assert extract_choice(reply, OPTIONS) == expected
+
+
+def test_extract_choice_without_options_uses_a_to_d():
+    assert extract_choice("The answer is C", None) == "C"
+    assert extract_choice("F", None) is None
+    assert extract_choice("red circle", None) is None
+
+
+def test_mc_accuracy():
+    assert mc_accuracy("(B) red circle", "B", OPTIONS) == 1.0
+    assert mc_accuracy("red circle", "b", OPTIONS) == 1.0
+    assert mc_accuracy("A", "B", OPTIONS) == 0.0
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("yes", "yes"),
+        ("Yes, there is a dog.", "yes"),
+        ("No.", "no"),
+        ("no, but yes there's a cat", "no"),  # the leading word wins
+        ("I would say yes", "yes"),
+        ("The answer is: NO", "no"),
+        ("yes or no", "yes"),
+        ("there might be one", None),
+        ("nope", None),
+        ("eyes", None),
+        ("", None),
+    ],
+)
+def test_yes_no(reply, expected):
+    assert yes_no(reply) == expected
+
+
+def test_pope_summary():
+    predictions = ["yes", "no", "Yes, there is", "maybe", "no", "yes"]
+    answers = ["yes", "no", "yes", "yes", "yes", "No"]
+    # TP: 1, 3   TN: 2   FN: 5   FP: 6   unparsed: 4 (truth yes: a miss)
+    summary = pope_summary(predictions, answers)
+    assert summary == PopeSummary(
+        n=6,
+        accuracy=pytest.approx(3 / 6),  # TP + TN = 3
+        precision=pytest.approx(2 / 3),  # 2 of the 3 yes replies
+        recall=pytest.approx(2 / 4),  # 2 of the 4 true yes
+        f1=pytest.approx(4 / 7),  # 2 * (2/3) * (1/2) / (2/3 + 1/2)
+        yes_ratio=pytest.approx(3 / 6),
+        unparsed=1,
+    )
+
+
+def test_pope_summary_edges():
+    empty = pope_summary([], [])
+    assert (empty.n, empty.accuracy, empty.precision, empty.f1) == (0, 0.0, 0.0, 0.0)
+    all_no = pope_summary(["no", "no"], ["no", "yes"])
+    assert (all_no.accuracy, all_no.precision, all_no.recall, all_no.yes_ratio) == (0.5, 0.0, 0.0, 0.0)
+    with pytest.raises(InputError, match="not yes or no"):
+        pope_summary(["yes"], ["maybe"])
+    with pytest.raises(ValueError):
+        pope_summary(["yes"], [])
+
+
+def _item(metric, answers, options=None):
+    return EvalItem(id="1", image=b"", question="q", answers=tuple(answers), metric=metric, options=options)
+
+
+def test_score_dispatch():
+    assert score(_item("vqa", _ten("2", 2)), "two") == pytest.approx(0.6)
+    assert score(_item("anls", ["abcd"]), "abcx") == pytest.approx(0.75)
+    assert score(_item("relaxed", ["100"]), "104") == 1.0
+    assert score(_item("mc", ["B"], OPTIONS), "The answer is (B)") == 1.0
+    assert score(_item("mc", ["B"], OPTIONS), "green") == 0.0
+    assert score(_item("exact", ["2 dogs"]), "Two dogs.") == 1.0
+    assert score(_item("pope", ["yes"]), "Yes, there is.") == 1.0
+    assert score(_item("pope", ["no"]), "I am not sure") == 0.0
+    assert score(_item("vqa", []), "anything") == 0.0  # unlabelled
+    assert score(_item("exact", ["x"]), None) == 0.0
