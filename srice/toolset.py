@@ -21,11 +21,13 @@ def embedded_options(name: str) -> dict:
     from srice.tools import tiny
 
     if name == "yolo":
-        return {"weights": str(tiny.tiny_yolo())}
+        return {"weights": str(tiny.tiny_yolo()), "max_det": 50}
     if name == "owl":
-        return {"weights": str(tiny.tiny_owl())}
+        return {"weights": str(tiny.tiny_owl()), "max_det": 50}
     if name == "sam":
-        return {"checkpoint": str(tiny.tiny_sam()), "detector": get_tool("yolo", **embedded_options("yolo"))}
+        # SAM returns one full-size mask per box: 20 boxes of a 1344 px image are already 36 MB
+        detector = get_tool("yolo", **(embedded_options("yolo") | {"max_det": 20}))
+        return {"checkpoint": str(tiny.tiny_sam()), "detector": detector}
     return {}
 
 
