@@ -17,7 +17,7 @@ import time
 from bench_serving import picture  # the same synthetic pictures
 
 from srice.agent import Agent, Item
-from srice.serving.launcher import VllmServer
+from srice.serving.launcher import server_for
 from srice.serving.openai_http import OpenAIBackend
 from srice.serving.variants import get_variant
 from srice.toolset import build_tools
@@ -57,12 +57,7 @@ def main() -> None:
     variant = get_variant(args.variant)
     items = [Item(picture(i), "What colour is the square?", ("red", "green", "blue")) for i in range(args.n)]
     tools = [Timed(t) for t in build_tools(args.tools.split(","))]
-    server = VllmServer(
-        variant.model_path(),
-        served_name=variant.served_name,
-        args=variant.vllm_args,
-        offline=not variant.is_hub,
-    )
+    server = server_for(variant)
     with server:
         backend = Timed(OpenAIBackend(server.url, variant.served_name, concurrency=64))
         agent = Agent(backend, tools)

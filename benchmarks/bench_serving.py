@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
-from srice.serving.launcher import VllmServer
+from srice.serving.launcher import server_for
 from srice.serving.openai_http import OpenAIBackend
 from srice.serving.variants import get_variant
 
@@ -52,12 +52,7 @@ def main() -> None:
         direct_request(picture(i), "What colour is the square?", max_tokens=args.max_tokens)
         for i in range(args.n)
     ]
-    server = VllmServer(
-        variant.model_path(),
-        served_name=variant.served_name,
-        args=variant.vllm_args,
-        offline=not variant.is_hub,
-    )
+    server = server_for(variant)
     with server:
         http = OpenAIBackend(server.url, variant.served_name, concurrency=args.n)
         http.generate(requests[:2])  # warm-up

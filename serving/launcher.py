@@ -184,6 +184,18 @@ class VllmServer:
         self.stop()
 
 
+def server_for(variant, **options) -> VllmServer:
+    """A server for a registry ``Variant`` (built-in models are built on first use; hub models may
+    download, so only they run without the offline switches)."""
+    return VllmServer(
+        variant.model_path(),
+        served_name=variant.served_name,
+        args=variant.vllm_args,
+        offline=not variant.is_hub,
+        **options,
+    )
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

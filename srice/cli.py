@@ -36,19 +36,12 @@ def _backend_for(args, stack: ExitStack):
 
 
 def _start_server(variant, args, host: str = "127.0.0.1", port: int | None = None):
-    from srice.serving.launcher import VllmServer, install_signal_handlers
+    from srice.serving.launcher import install_signal_handlers, server_for
 
     install_signal_handlers()
     print(f"starting vllm serve for variant {variant.name!r} ...", file=sys.stderr, flush=True)
-    return VllmServer(
-        variant.model_path(),
-        served_name=variant.served_name,
-        args=variant.vllm_args,
-        executable=args.vllm,
-        host=host,
-        port=port,
-        offline=not variant.is_hub,
-        startup_timeout=args.startup_timeout,
+    return server_for(
+        variant, executable=args.vllm, host=host, port=port, startup_timeout=args.startup_timeout
     )
 
 

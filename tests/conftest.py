@@ -6,6 +6,8 @@ Nothing here is mocked: the server is the real vLLM CPU build from .venv-vllm (e
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image, ImageDraw
@@ -27,16 +29,10 @@ def tiny_model(tiny_variant) -> str:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tiny_variant, tiny_model, tmp_path_factory):
-    from srice.serving.launcher import VllmServer
+def vllm_server(tiny_variant, tmp_path_factory):
+    from srice.serving.launcher import server_for
 
-    server = VllmServer(
-        tiny_model,
-        served_name=tiny_variant.served_name,
-        args=tiny_variant.vllm_args,
-        log_path=tmp_path_factory.mktemp("vllm") / "server.log",
-    )
-    with server:
+    with server_for(tiny_variant, log_path=tmp_path_factory.mktemp("vllm") / "server.log") as server:
         yield server
 
 
@@ -63,3 +59,10 @@ def scene(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
         else:
             draw.ellipse((x, y, x + size, y + size), fill=colour)
     return image
+
+
+def run_srice(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``srice ARGS`` as a user runs it: a separate process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout
+    )

@@ -9,16 +9,11 @@ import time
 
 import pytest
 
+from conftest import run_srice as srice
 from conftest import scene
 from srice.images import load_image
 from srice.prompts import direct_request
 from srice.serving.launcher import free_port
-
-
-def srice(*args, timeout=300, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout, **kw
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,18 @@ tiny model served by a real vllm serve."""
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from conftest import run_srice as srice
 from conftest import scene
 from srice.calibration import load_calibrator
 from srice.tools import get_tool
 from srice.us_calibration import UncertaintyCalibration
 
 WORDS = ["STOP", "EXIT", "OPEN", "SALE", "PARK", "HOTEL", "TAXI", "BANK"]
-
-
-def srice(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,9 @@ import time
 
 import pytest
 
+from conftest import run_srice as srice
 from conftest import scene
 from srice.evaluate import markdown, read_records, summarize
-
-
-def srice(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")
