@@ -164,6 +164,12 @@ def test_selection_prefers_the_confident_view_and_ties_go_direct():
     assert Agent(same, [Corner()]).answer(scene(), "Which colour?", ["red", "green"]).pathway == "direct"
 
 
+def test_public_names():
+    import srice
+
+    assert srice.Agent is Agent and srice.Item is Item and srice.AgentConfig is AgentConfig
+
+
 def test_early_exit_skips_tools_when_direct_is_certain():
     backend = Counting(Scripted({"direct": {"A": 0.99, "B": 0.01}, "view": {"A": 0.5, "B": 0.5}}))
     agent = Agent(backend, [Corner()], config=AgentConfig(early_exit=1))
