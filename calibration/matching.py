@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from srice.errors import CalibrationError
-from srice.tools.regions import Regions
+from srice.tools.regions import Regions, normalise_boxes
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,25 +43,7 @@ class GroundTruth:
     masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
-        labels = tuple(str(label) for label in self.labels)
-        if len(labels) != len(boxes):
-            raise ValueError(f"GroundTruth needs one label per box, got {len(labels)} for {len(boxes)}")
-        if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
-            raise ValueError("GroundTruth boxes must be xyxy with x2 >= x1 and y2 >= y1")
-        width, height = self.image_size
-        if width < 1 or height < 1:
-            raise ValueError(f"GroundTruth image_size must be positive, got {self.image_size}")
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "image_size", (int(width), int(height)))
-        if self.masks is not None:
-            masks = np.asarray(self.masks, dtype=bool)
-            if masks.shape != (len(boxes), int(height), int(width)):
-                raise ValueError(
-                    f"GroundTruth masks must have shape {(len(boxes), height, width)}, got {masks.shape}"
-                )
-            object.__setattr__(self, "masks", masks)
+        normalise_boxes(self, "GroundTruth")
 
     def __len__(self) -> int:
         return len(self.boxes)

@@ -12,6 +12,30 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def normalise_boxes(obj, owner: str) -> None:
+    """Check and normalise the ``boxes``, ``labels``, ``image_size`` and ``masks`` fields of a frozen
+    dataclass in place (shared by ``Regions`` and the calibrators' ``GroundTruth``)."""
+    boxes = np.asarray(obj.boxes, dtype=np.float64).reshape(-1, 4)
+    labels = tuple(str(label) for label in obj.labels)
+    if len(labels) != len(boxes):
+        raise ValueError(f"{owner} needs one label per box, got {len(labels)} for {len(boxes)}")
+    if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
+        raise ValueError(f"{owner} boxes must be xyxy with x2 >= x1 and y2 >= y1")
+    width, height = obj.image_size
+    if width < 1 or height < 1:
+        raise ValueError(f"{owner} image_size must be positive, got {obj.image_size}")
+    object.__setattr__(obj, "boxes", boxes)
+    object.__setattr__(obj, "labels", labels)
+    object.__setattr__(obj, "image_size", (int(width), int(height)))
+    if obj.masks is not None:
+        masks = np.asarray(obj.masks, dtype=bool)
+        if masks.shape != (len(boxes), int(height), int(width)):
+            raise ValueError(
+                f"{owner} masks must have shape {(len(boxes), height, width)}, got {masks.shape}"
+            )
+        object.__setattr__(obj, "masks", masks)
+
+
 @dataclass(frozen=True, eq=False)
 class Regions:
     boxes: np.ndarray
@@ -23,27 +47,11 @@ class Regions:
     meta: dict = field(default_factory=dict)  # calibration parameters applied, timings, ...
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
-        n = len(boxes)
-        if len(scores) != n or len(self.labels) != n:
-            raise ValueError(
-                f"Regions needs as many scores ({len(scores)}) and labels ({len(self.labels)}) as boxes ({n})"
-            )
-        if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
-            raise ValueError("Regions boxes must be xyxy with x2 >= x1 and y2 >= y1")
-        width, height = self.image_size
-        if width < 1 or height < 1:
-            raise ValueError(f"Regions image_size must be positive, got {self.image_size}")
-        object.__setattr__(self, "boxes", boxes)
+        if len(scores) != len(np.asarray(self.boxes).reshape(-1, 4)):
+            raise ValueError(f"Regions needs one score per box, got {len(scores)}")
         object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
-        object.__setattr__(self, "image_size", (int(width), int(height)))
-        if self.masks is not None:
-            masks = np.asarray(self.masks, dtype=bool)
-            if masks.shape != (n, height, width):
-                raise ValueError(f"Regions masks must have shape {(n, height, width)}, got {masks.shape}")
-            object.__setattr__(self, "masks", masks)
+        normalise_boxes(self, "Regions")
 
     def __len__(self) -> int:
         return len(self.boxes)
