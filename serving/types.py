@@ -16,10 +16,6 @@ class Message:
     role: str  # "system", "user" or "assistant"
     content: tuple[Part, ...]
 
-    @classmethod
-    def user(cls, *parts: Part) -> Message:
-        return cls("user", tuple(parts))
-
 
 @dataclass(frozen=True)
 class Request:

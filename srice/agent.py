@@ -29,6 +29,7 @@ from srice.images import check_question, load_image
 from srice.prompts import direct_request, pathway_request, prompt_text, region_request
 from srice.serving.types import Backend, Completion
 from srice.targets import parse_targets
+from srice.tools.base import batch_or_each
 from srice.trace import Answer, PathwayTrace
 from srice.uncertainty import SetSizeScore, UncertaintyScore
 from srice.visual import crop_regions, draw_regions
@@ -264,19 +265,6 @@ class Agent:
 
 
 def _timed_batch(tool, images, targets) -> tuple[list, float]:
-    """The tool's batch, or per-image calls when the batch fails, so one bad image fails alone.
-
-    Tools wrap large third-party stacks (torch, onnxruntime, ultralytics), so at this boundary any
-    exception is a tool failure: recorded in the trace as "Type: message", never fatal to the batch.
-    """
     began = time.perf_counter()
-    try:
-        outputs = tool.batch(images, targets)
-    except Exception:  # noqa: BLE001
-        outputs = []
-        for image, want in zip(images, targets):
-            try:
-                outputs.append(tool(image, want))
-            except Exception as e:  # noqa: BLE001
-                outputs.append(f"{type(e).__name__}: {e}")
+    outputs = batch_or_each(tool, images, targets)
     return outputs, time.perf_counter() - began

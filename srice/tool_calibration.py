@@ -20,8 +20,9 @@ from srice.calibration import (
     ThresholdCalibrator,
 )
 from srice.coco import AnnotatedImage
-from srice.errors import InputError, SriceError, ToolError
+from srice.errors import InputError, ToolError
 from srice.images import load_image
+from srice.tools.base import batch_or_each
 
 METHODS = ("threshold", "precision", "margins", "mask", "sequential")
 
@@ -79,22 +80,16 @@ def run_tool(
             sorted(set(r.truth.labels)) if targets == "image" else vocabulary if targets == "all" else []
             for r in kept
         ]
-        try:
-            outputs = tool.batch(images, wanted) if images else []
-        except SriceError:  # one bad image must not sink the batch: retry one by one
-            outputs = []
-            for image, want, record in zip(images, wanted, kept):
-                try:
-                    outputs.append(tool(image, want))
-                except SriceError as e:
-                    failed.append(f"{record.path}: {e}")
-                    outputs.append(None)
-        if start == 0 and outputs and all(o is None for o in outputs) and len(failed) >= len(kept) > 1:
-            reasons = {line.split(": ", 1)[-1] for line in failed[-len(kept) :]}
+        outputs = batch_or_each(tool, images, wanted) if images else []
+        for record, output in zip(kept, outputs):
+            if isinstance(output, str):
+                failed.append(f"{record.path}: {output}")
+        if start == 0 and len(kept) > 1 and all(isinstance(o, str) for o in outputs):
+            reasons = set(outputs)
             if len(reasons) == 1:  # the same failure on every image: the tool, not the data, is broken
                 raise ToolError(f"{getattr(tool, 'name', 'tool')} failed on every image: {reasons.pop()}")
         for record, image, regions in zip(kept, images, outputs):
-            if regions is None:
+            if isinstance(regions, str):
                 continue
             if tuple(image.size) != record.truth.image_size:
                 failed.append(

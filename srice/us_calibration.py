@@ -30,6 +30,7 @@ import numpy as np
 
 from srice.errors import CalibrationError, InputError
 from srice.images import load_image
+from srice.metrics import exact_match, mc_accuracy
 from srice.prompts import LETTERS, direct_request
 from srice.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
 
@@ -147,10 +148,10 @@ def true_probability(completion, question: LabelledQuestion) -> float:
 
 
 def is_correct(text: str, question: LabelledQuestion) -> bool:
+    """Scored as ``srice eval`` scores it: option-letter extraction, or a normalised exact match."""
     if question.options:
-        letters = re.findall(r"\b([A-Z])\b", text.strip().upper())
-        return bool(letters) and letters[0] == question.answer
-    return normalise(text) == normalise(question.answer)
+        return mc_accuracy(text, question.answer, question.options) == 1.0
+    return exact_match(text, (question.answer,)) == 1.0
 
 
 def early_exit_threshold(scores: np.ndarray, wrong: np.ndarray, alpha: float) -> float | None:

@@ -64,6 +64,26 @@ class BaseTool:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+def batch_or_each(
+    tool, images: Sequence[Image.Image], targets: Sequence[Sequence[str]]
+) -> list[Regions | str]:
+    """The tool's batch, or per-image calls when the batch fails, so one bad image fails alone.
+
+    Tools wrap large third-party stacks (torch, onnxruntime, ultralytics), so at this boundary any
+    exception is a tool failure, returned in place of that image's Regions as "Type: message".
+    """
+    try:
+        return list(tool.batch(images, targets))
+    except Exception:  # noqa: BLE001
+        outputs: list[Regions | str] = []
+        for image, want in zip(images, targets):
+            try:
+                outputs.append(tool(image, want))
+            except Exception as e:  # noqa: BLE001
+                outputs.append(f"{type(e).__name__}: {e}")
+        return outputs
+
+
 def check_image(image) -> Image.Image:
     """An RGB PIL image (other modes converted as ``srice.images`` does); anything else is an InputError."""
     if not isinstance(image, Image.Image):
