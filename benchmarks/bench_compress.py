@@ -1,0 +1,222 @@
+"""Compression benchmark: pruning time, accuracy and serving latency of compressed variants vs dense.
+
+Ratios come from one run on one machine (these machines are noisy; compare within a run only):
+- pruning time: our Wanda vs llm-compressor's Wanda on the same model, data and sparsity;
+- accuracy on a synthetic test set (``srice synth``), direct pathway only (``srice.evaluate``), for
+  dense, uniform Wanda, OWL-Wanda and SparseGPT at each sparsity, depth-pruned variants and W4A16;
+- serving latency: median single-request latency through ``vllm serve``, as a ratio to dense.
+
+    .venv/bin/srice synth --seed 7 --n 300 --out /tmp/synth-test
+    .venv/bin/python benchmarks/bench_compress.py --variant toy --data /tmp/synth-test
+    .venv/bin/python benchmarks/bench_compress.py --variant tiny --data DIR --smoke --no-serve  # quick check
+
+Calibration uses ``--calib`` (another synth folder; default: the test folder's first questions,
+which then overlap the test set: pass a separate folder for honest numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Row:
+    name: str
+    method: str
+    setting: str
+    folder: Path
+    manifest: dict | None = None
+    accuracy: float | None = None
+    latency_ms: float | None = None
+    note: str = ""
+
+
+def _questions(folder: str) -> str:
+    path = Path(folder)
+    return str(path / "questions.jsonl") if path.is_dir() else str(path)
+
+
+def plan(sparsities: list[float], depths: list[float], smoke: bool) -> list[tuple[str, str, dict]]:
+    """(name, method, compress kwargs) for every variant, dense first."""
+    rows = [("dense", "dense", {})]
+    for s in sparsities:
+        pct = round(s * 100)
+        rows += [
+            (f"wanda-{pct}", "wanda", {"sparsity": s}),
+            (f"owl-wanda-{pct}", "wanda", {"sparsity": s, "owl": True}),
+            (f"sparsegpt-{pct}", "sparsegpt", {"sparsity": s}),
+        ]
+        if not smoke:
+            rows.append((f"owl-sparsegpt-{pct}", "sparsegpt", {"sparsity": s, "owl": True}))
+    rows += [(f"depth-{round(d * 100)}", "depth", {"sparsity": d}) for d in depths]
+    rows.append(("w4a16", "w4a16", {}))
+    return rows
+
+
+def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Path) -> tuple[float, float]:
+    from srice.compress import compress
+
+    ours = compress(model, work / "time-ours", "wanda", sparsity, calib=calib, calib_n=calib_n)
+    theirs = compress(model, work / "time-llmc", "llmc-wanda", sparsity, calib=calib, calib_n=calib_n)
+    return ours.seconds, theirs.seconds
+
+
+def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool) -> None:
+    from srice import evaluate
+    from srice.agent import Agent, AgentConfig
+    from srice.images import load_image
+    from srice.prompts import direct_request
+
+    config = AgentConfig(max_tokens=args.max_tokens)
+    out = work / f"eval-{row.name}"
+    if not serve:
+        from srice.serving.hf import TransformersBackend
+
+        backend = TransformersBackend(variant.model_path())
+        evaluate.run(Agent(backend, (), config=config), items, out, batch_size=16)
+        row.accuracy = evaluate.summarize(evaluate.all_records(out))["overall"]["direct"]
+        return
+    from srice.serving.launcher import server_for
+    from srice.serving.openai_http import OpenAIBackend
+
+    with server_for(variant, log_path=work / f"vllm-{row.name}.log") as server:
+        backend = OpenAIBackend(server.url, variant.served_name, concurrency=16, timeout=120)
+        evaluate.run(Agent(backend, (), config=config), items, out, batch_size=64)
+        row.accuracy = evaluate.summarize(evaluate.all_records(out))["overall"]["direct"]
+        requests = [
+            direct_request(load_image(i.image), i.question, i.options, max_tokens=args.max_tokens)
+            for i in items[: args.latency_n]
+        ]
+        backend.generate(requests[:2])  # warm-up
+        singles = []
+        for r in requests:
+            began = time.perf_counter()
+            backend.generate([r])
+            singles.append(time.perf_counter() - began)
+        row.latency_ms = statistics.median(singles) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="tiny", help="base variant (default tiny)")
+    parser.add_argument("--model", help="base model folder (instead of --variant)")
+    parser.add_argument(
+        "--data", required=True, help="synthetic test folder (srice synth) or questions.jsonl"
+    )
+    parser.add_argument("--calib", help="calibration folder or questions.jsonl (default: --data)")
+    parser.add_argument("--calib-n", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=300, help="test questions (default 300)")
+    parser.add_argument("--sparsities", default="0.5,0.7")
+    parser.add_argument("--depths", default="0.25,0.5", help="shares of decoder layers to remove")
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--latency-n", type=int, default=16, help="single requests timed per variant")
+    parser.add_argument("--no-serve", action="store_true", help="accuracy in-process; no latency, no W4A16")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a quick run: 6 questions, 4 calibration samples"
+    )
+    parser.add_argument("--work", help="folder for checkpoints and records (default: a temporary one)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+
+    from srice.adapters import load_items
+    from srice.compress import compress
+    from srice.compress.api import register, resolve_model
+    from srice.serving.variants import Variant, get_variant
+
+    if args.smoke:
+        args.limit, args.calib_n, args.latency_n = min(args.limit, 6), min(args.calib_n, 4), 4
+        args.sparsities, args.depths = "0.5", "0.5"
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-compress-"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ["SRICE_VARIANTS"] = str(work / "variants.json")  # never touch the user's registry
+    model = args.model or args.variant
+    base_path, base_variant = resolve_model(model)
+    base = base_variant or get_variant("tiny")
+    data, calib = _questions(args.data), _questions(args.calib or args.data)
+    items = load_items(data, limit=args.limit)
+    sparsities = [float(s) for s in args.sparsities.split(",") if s]
+    depths = [float(s) for s in args.depths.split(",") if s]
+    serve = not args.no_serve
+
+    ours, theirs = pruning_time(model, calib, args.calib_n, sparsities[0], work)
+    print(
+        f"pruning time, Wanda at {sparsities[0]:g} ({args.calib_n} samples): ours {ours:.2f} s, "
+        f"llm-compressor {theirs:.2f} s, ratio ours/llm-compressor {ours / theirs:.2f}x",
+        flush=True,
+    )
+    rows = []
+    for name, method, kwargs in plan(sparsities, depths, args.smoke):
+        if method == "dense":
+            row = Row(name, "dense", "-", base_path)
+            variant = Variant(name, str(base_path), base.served_name, base.vllm_args)
+        else:
+            if method == "w4a16" and not serve:
+                rows.append(Row(name, method, "-", work / name, note="skipped: needs vllm (--no-serve)"))
+                continue
+            result = compress(model, work / name, method, calib=calib, calib_n=args.calib_n, overwrite=True,
+                              **kwargs)  # fmt: skip
+            setting = f"{kwargs.get('sparsity', '-')}" + (" owl" if kwargs.get("owl") else "")
+            row = Row(name, method, setting, result.out_dir, result.manifest)
+            variant, _ = register(result, f"bench-{name}")
+        print(f"{name}: evaluating on {len(items)} questions", file=sys.stderr, flush=True)
+        accuracy_and_latency(row, variant, items, args, work, serve)
+        rows.append(row)
+
+    dense = rows[0]
+    print(f"\nbase {base_path} ({base.name}); {len(items)} questions from {data}; direct pathway")
+    print("| variant | method | setting | achieved sparsity | layers | accuracy | vs dense | latency ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r.manifest or {}
+        achieved = m.get("achieved", {}).get("overall")
+        layers = len(m["depth"]["kept_layers"]) if "depth" in m else "all"
+        acc = "-" if r.accuracy is None else f"{r.accuracy:.3f}"
+        delta = "-" if r.accuracy is None or dense.accuracy is None else f"{r.accuracy - dense.accuracy:+.3f}"
+        ratio = (
+            f"{r.latency_ms / dense.latency_ms:.2f}x ({r.latency_ms:.0f} ms)"
+            if r.latency_ms and dense.latency_ms
+            else "-"
+        )
+        cells = [
+            r.name,
+            r.method,
+            r.setting,
+            "-" if achieved is None else f"{achieved:.3f}",
+            layers,
+            acc,
+            delta,
+        ]
+        print("| " + " | ".join(str(c) for c in cells + [ratio]) + " |" + (f" {r.note}" if r.note else ""))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "pruning_seconds": {"ours_wanda": ours, "llmcompressor_wanda": theirs},
+                    "rows": [
+                        {
+                            "name": r.name,
+                            "method": r.method,
+                            "setting": r.setting,
+                            "accuracy": r.accuracy,
+                            "latency_ms": r.latency_ms,
+                            "manifest": r.manifest,
+                            "note": r.note,
+                        }
+                        for r in rows
+                    ],
+                },  # fmt: skip
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""``compress``: model folder in, compressed HF checkpoint + ``manifest.json`` out.
+
+Methods (``METHODS``):
+
+- ``magnitude``, ``wanda``, ``sparsegpt``: unstructured per-row (or ``nm``) sparsity in every Linear
+  of the chosen blocks; ``owl=True`` replaces the uniform sparsity by OWL's per-layer allocation
+  (outlier ratios of the method's own score, Wanda's for SparseGPT as in the OWL paper).
+- ``llmc-wanda``, ``llmc-sparsegpt``: the same through llm-compressor (explicit per-layer sparsities).
+- ``depth``: removes round(sparsity x layers) decoder layers with the lowest block influence.
+- ``w4a16`` (GPTQ, 4-bit weights, group 128) and ``fp8`` (FP8 weights, dynamic per-token FP8
+  activations) through llm-compressor, saved as compressed-tensors.
+
+SparseGPT is sequential, as in its paper: block l is calibrated on the outputs of the already-pruned
+blocks before it (each pass stops right after block l), so its weight updates see the inputs they
+will get. Wanda takes every block's input norms from one pass over the dense model (measured: one
+pass per block cost 8x the time of llm-compressor's single pass on the tiny model, for a mask that
+only changes through the input norms). The vision tower stays
+dense unless ``include_vision``; the LM head, embeddings and the vision merger are never pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from srice.compress import masks, owl, scores
+from srice.compress import sparsegpt as sgpt
+from srice.errors import InputError
+
+METHODS = {
+    "magnitude": "unstructured |W| per output row (no data needed)",
+    "wanda": "|W| x ||X||_2 per output row (Sun et al.)",
+    "sparsegpt": "OBS-style prune and update (Frantar & Alistarh), native",
+    "llmc-wanda": "llm-compressor's Wanda with explicit per-layer sparsities",
+    "llmc-sparsegpt": "llm-compressor's SparseGPT with explicit per-layer sparsities",
+    "depth": "remove the decoder layers with the lowest block influence",
+    "w4a16": "GPTQ 4-bit weights, 16-bit activations (llm-compressor, compressed-tensors)",
+    "fp8": "FP8 weights and dynamic FP8 activations (llm-compressor, compressed-tensors)",
+}
+PRUNING = ("magnitude", "wanda", "sparsegpt", "llmc-wanda", "llmc-sparsegpt")
+NEEDS_DATA = ("wanda", "sparsegpt", "llmc-wanda", "llmc-sparsegpt", "depth", "w4a16")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "config.json", "recipe.yaml")
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    out_dir: Path
+    manifest: dict
+    seconds: float  # the method itself: capture + pruning/quantization, not loading or saving
+
+
+@dataclass
+class _Plan:
+    method: str
+    sparsity: float
+    nm: tuple[int, int] | None
+    owl: bool
+    owl_m: float
+    owl_lambda: float
+    include_vision: bool
+    info: dict = field(default_factory=dict)
+
+
+def resolve_model(model: str | Path) -> tuple[Path, object | None]:
+    """A model folder and the registry variant it came from (None for a plain path)."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise InputError(f"{path} is not a model folder (no config.json)")
+        from srice.serving.variants import load_variants
+
+        for v in load_variants().values():
+            if (
+                not v.is_hub
+                and not v.model.startswith("builtin:")
+                and Path(v.model_path()).resolve() == path.resolve()
+            ):
+                return path, v
+        return path, None
+    from srice.serving.variants import get_variant
+
+    try:
+        variant = get_variant(str(model))
+    except InputError:
+        raise InputError(f"model not found: {model!r} is neither a folder nor a registered variant") from None
+    if variant.is_hub:
+        raise InputError(f"variant {variant.name!r} is a hub model; download it and pass its folder")
+    return Path(variant.model_path()), variant
+
+
+def check_args(method: str, sparsity: float | None, nm: str | tuple | None, owl_on: bool) -> tuple:
+    if method not in METHODS:
+        raise InputError(f"unknown compression method {method!r}; known: {', '.join(METHODS)}")
+    nm = masks.parse_nm(nm) if isinstance(nm, str) or nm is None else masks.parse_nm(f"{nm[0]}:{nm[1]}")
+    if nm and method not in PRUNING:
+        raise InputError(f"N:M applies to pruning methods ({', '.join(PRUNING)}), not {method}")
+    if nm and owl_on:
+        raise InputError("N:M fixes every layer's sparsity at 1 - N/M; it cannot be combined with OWL")
+    if owl_on and method not in PRUNING:
+        raise InputError(f"OWL allocates sparsity for {', '.join(PRUNING)}, not {method}")
+    if nm:
+        implied = 1 - nm[0] / nm[1]
+        if sparsity is not None and abs(sparsity - implied) > 1e-9:
+            raise InputError(f"N:M {nm[0]}:{nm[1]} means sparsity {implied:g}, not {sparsity:g}")
+        sparsity = implied
+    sparsity = masks.check_sparsity(0.5 if sparsity is None else sparsity)
+    if method == "depth" and sparsity == 0:
+        raise InputError("depth pruning needs sparsity > 0 (the share of layers to remove)")
+    return sparsity, nm
+
+
+def compress(
+    model: str | Path,
+    out_dir: str | Path,
+    method: str,
+    sparsity: float | None = None,
+    *,
+    calib: str | Path | None = None,
+    calib_n: int = 32,
+    nm: str | tuple[int, int] | None = None,
+    owl: bool = False,
+    owl_m: float = 5.0,
+    owl_lambda: float = 0.08,
+    include_vision: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> CompressResult:
+    """Compress ``model`` (a folder or a variant name) with ``method`` into ``out_dir``."""
+    say = progress or (lambda text: None)
+    sparsity, nm_t = check_args(method, sparsity, nm, owl)
+    source, variant = resolve_model(model)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"output folder {out} exists and is not empty")
+    if out.resolve() == source.resolve():
+        raise InputError("output folder must differ from the model folder")
+    needs_data = method in NEEDS_DATA or (owl and method != "magnitude")
+    if needs_data and not calib:
+        raise InputError(f"method {method}{' with OWL' if owl else ''} needs calibration data (--calib)")
+    if calib_n < 1:
+        raise InputError(f"calib_n must be >= 1, got {calib_n}")
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from srice.compress import capture
+
+    say(f"loading {source}")
+    processor = AutoProcessor.from_pretrained(str(source))
+    net = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).eval()
+    batches, calib_info = [], None
+    if needs_data:
+        from srice.adapters import load_items
+
+        items = load_items(calib, limit=calib_n)
+        if not items:
+            raise InputError(f"calibration data {calib} has no questions")
+        batches = capture.calibration_inputs(processor, items)
+        calib_info = {
+            "data": str(calib),
+            "samples": len(batches),
+            "tokens": int(sum(b["input_ids"].numel() for b in batches)),
+            "sha256": capture.data_hash(batches),
+        }
+    plan = _Plan(method, sparsity, nm_t, owl, owl_m, owl_lambda, include_vision)
+    began = time.perf_counter()
+    say(f"{method}: compressing")
+    with torch.no_grad():
+        pruned_names = _run(net, batches, plan, say)
+    seconds = time.perf_counter() - began
+
+    say(f"saving {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    for f in source.iterdir():  # tokenizer, processor, chat template, generation config
+        if f.is_file() and f.name not in WEIGHT_FILES and not f.name.endswith(".safetensors"):
+            shutil.copy2(f, out / f.name)
+    net.save_pretrained(str(out))
+    manifest = {
+        "method": method,
+        "description": METHODS[method],
+        "base_model": str(source),
+        "base_variant": variant.name if variant else None,
+        "parameters": {
+            "sparsity": sparsity,
+            "nm": f"{nm_t[0]}:{nm_t[1]}" if nm_t else None,
+            "owl": owl,
+            "owl_m": owl_m if owl else None,
+            "owl_lambda": owl_lambda if owl else None,
+            "include_vision": include_vision,
+            "calib_n": calib_n if needs_data else None,
+        },
+        "calibration": calib_info,
+        "seconds": round(seconds, 3),
+        **plan.info,
+    }
+    if pruned_names is not None:
+        manifest["achieved"] = _achieved(net, pruned_names)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return CompressResult(out, manifest, seconds)
+
+
+def _achieved(net, names: dict[str, list[str]]) -> dict:
+    """Measured share of zeros per Linear and per block, and overall over the pruned Linears."""
+    modules = dict(net.named_modules())
+    per_linear, per_block, zeros, total = {}, {}, 0, 0
+    for block, linears in names.items():
+        bz, bt = 0, 0
+        for name in linears:
+            w = modules[name].weight
+            z = int((w == 0).sum())
+            per_linear[name] = round(z / w.numel(), 6)
+            bz, bt = bz + z, bt + w.numel()
+        per_block[block] = round(bz / bt, 6)
+        zeros, total = zeros + bz, total + bt
+    return {
+        "overall": round(zeros / total, 6) if total else 0.0,
+        "per_block": per_block,
+        "per_linear": per_linear,
+    }
+
+
+def _run(net, batches, plan: _Plan, say) -> dict[str, list[str]] | None:
+    """Apply the method to ``net`` in place; returns block -> pruned Linear names for pruning methods."""
+    from srice.compress import capture, depth
+
+    text_name, text_list, text_blocks, vision_blocks = capture.find_blocks(net)
+    blocks = (vision_blocks if plan.include_vision else []) + text_blocks  # module order: vision first
+    if plan.method == "depth":
+        influence = capture.block_influence(net, batches, text_blocks)
+        n = depth.count_for(plan.sparsity, len(text_blocks))
+        drop = depth.layers_to_drop(influence, n)
+        keep = depth.drop_layers(text_list, drop)
+        config = getattr(net.config, "text_config", net.config)
+        changes = depth.fix_config(config, keep)
+        plan.info["depth"] = {
+            "block_influence": [round(x, 6) for x in influence],
+            "removed_layers": drop,
+            "kept_layers": keep,
+            "config_changes": changes,
+        }
+        return None
+    if plan.method in ("w4a16", "fp8"):
+        from srice.compress import quant
+
+        quant.quantize(net, plan.method, batches, include_vision=plan.include_vision)
+        plan.info["quantization"] = {"scheme": quant.SCHEMES[plan.method], "format": "compressed-tensors"}
+        return None
+
+    sparsities = [plan.sparsity] * len(blocks)
+    if plan.owl:
+        sparsities = _owl_allocation(net, batches, blocks, plan)
+    names = {b.name: list(b.linears()) for b in blocks}
+    plan.info["target_sparsity"] = {b.name: round(s, 6) for b, s in zip(blocks, sparsities)}
+    if plan.method.startswith("llmc-"):
+        from srice.compress import quant
+
+        classes = sorted({type(b.module).__name__ for b in blocks})
+        quant.prune(net, plan.method.removeprefix("llmc-"), classes, sparsities, batches,
+                    nm=plan.nm, include_vision=plan.include_vision)  # fmt: skip
+        return names
+    sequential = plan.method == "sparsegpt"
+    stats = {}
+    if plan.method == "wanda":  # one pass over the dense model, as llm-compressor's basic pipeline
+        stats = capture.linear_stats(net, batches, {n: m for b in blocks for n, m in b.linears().items()})
+    for i, (block, s) in enumerate(zip(blocks, sparsities)):
+        say(f"{plan.method}: block {i + 1}/{len(blocks)} {block.name} at {s:.3f}")
+        linears = block.linears()
+        if sequential:
+            stats = capture.linear_stats(net, batches, linears, hessian=True, stop_after=block.module)
+        for name, layer in linears.items():
+            w = layer.weight.data
+            if plan.method == "sparsegpt":
+                st = stats[name]
+                layer.weight.data = sgpt.prune(w, st.hessian / st.tokens, s, nm=plan.nm)
+                continue
+            score = (
+                scores.magnitude(w) if plan.method == "magnitude" else scores.wanda(w, stats[name].input_norm)
+            )
+            layer.weight.data = masks.apply_mask(w, masks.make_mask(score, s, plan.nm))
+    return names
+
+
+def _owl_allocation(net, batches, blocks, plan: _Plan) -> list[float]:
+    """Outlier ratio of each block's scores on the dense model, then OWL's allocation."""
+    from srice.compress import capture
+
+    ratios = []
+    all_linears = {n: m for b in blocks for n, m in b.linears().items()}
+    stats = {} if plan.method == "magnitude" else capture.linear_stats(net, batches, all_linears)
+    for block in blocks:
+        block_scores = [
+            scores.magnitude(m.weight)
+            if plan.method == "magnitude"
+            else scores.wanda(m.weight, stats[n].input_norm)
+            for n, m in block.linears().items()
+        ]
+        ratios.append(owl.outlier_ratio(block_scores, plan.owl_m))
+    allocation = owl.allocate(ratios, plan.sparsity, plan.owl_lambda)
+    plan.info["owl"] = {
+        "outlier_ratio": {b.name: round(r, 6) for b, r in zip(blocks, ratios)},
+        "lambda_effective": owl.effective_lambda(plan.sparsity, plan.owl_lambda),
+    }
+    return allocation
+
+
+def register(result: CompressResult, name: str, *, registry: Path | None = None):
+    """Register the compressed checkpoint as variant ``name``, served like its base variant.
+
+    It inherits the base variant's vLLM arguments (the ``tiny`` ones when the base was a plain
+    folder); W4A16 switches a float32 dtype to bfloat16, since vLLM's CPU W4A16 kernel
+    (``cpu_gemm_wna16``) is not implemented for float32.
+    """
+    from srice.serving.variants import Variant, get_variant, register_variant
+
+    base_name = result.manifest.get("base_variant") or "tiny"
+    base = get_variant(base_name)
+    args = list(base.vllm_args)
+    if result.manifest["method"] == "w4a16" and "--dtype" in args:
+        i = args.index("--dtype")
+        if i + 1 < len(args) and args[i + 1] in ("float32", "float"):
+            args[i + 1] = "bfloat16"
+    sparsity = result.manifest["parameters"]["sparsity"]
+    variant = Variant(
+        name=name,
+        model=str(Path(result.out_dir).resolve()),
+        served_name=name,
+        vllm_args=tuple(args),
+        description=f"{result.manifest['method']} of {base_name} (sparsity {sparsity:g})",
+        extra={"compression": {"method": result.manifest["method"], "base_variant": base_name}},
+    )
+    return variant, register_variant(variant, registry)
