@@ -68,4 +68,5 @@ fi
 pip_in .venv install -q --no-deps --no-build-isolation -e .
 mkdir -p .venv/etc/srice
 echo "$root/.venv-vllm/bin/vllm" >.venv/etc/srice/vllm
+bash env/browser.sh # Debian chromium + npm playwright-core for the demo's browser test
 log "ready: .venv/bin/srice (vllm: .venv-vllm/bin/vllm)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +92,12 @@ class Agent:
     def answer(self, image, question: str, options: Sequence[str] | None = None) -> Answer:
         return self.answer_batch([Item(image, question, tuple(options) if options else None)])[0]
 
-    def answer_batch(self, items: Sequence[Item]) -> list[Answer]:
+    def answer_batch(
+        self, items: Sequence[Item], on_stage: Callable[[str], None] | None = None
+    ) -> list[Answer]:
+        """``on_stage``, if given, is called with a short description as each stage starts (the
+        demo streams these; called from this thread, so it must be quick)."""
+        stage = on_stage or (lambda text: None)
         work = [self._prepare(item) for item in items]
         live = [w for w in work if w.image is not None]
         if not live:
@@ -100,6 +105,7 @@ class Agent:
         cfg = self.config
         directs = [self._direct(w) for w in live]
         together = cfg.early_exit is None
+        stage("direct answer and region proposal" if together else "direct answer")
         proposals = [self._proposal(w) for w in live] if together else []
         completions = self._generate(directs + proposals)
         for w, request, completion in zip(live, directs, completions):
@@ -116,17 +122,23 @@ class Agent:
                 w.answer.early_exit = direct.uncertainty.score <= cfg.early_exit
                 if not w.answer.early_exit:
                     staying.append(w)
+            if staying:
+                stage("region proposal")
             for w, completion in zip(staying, self._generate([self._proposal(w) for w in staying])):
                 self._read_targets(w, completion)
             live = staying
         if live and self.tools:
+            stage(f"tools: {', '.join(t.name for t in self.tools)}")
             self._run_tools(live)
             pending = [
                 (w, p) for w in live for p in w.pathways.values() if p.name != "direct" and p.error is None
             ]
+            if pending:
+                stage(f"tool pathway answers ({len(pending)})")
             requests = [self._pathway(w, p) for w, p in pending]
             for (w, p), completion in zip(pending, self._generate(requests)):
                 self._scored(w, p, completion)
+        stage("selection")
         for w in work:
             if w.image is not None:
                 self._select(w)

@@ -1,0 +1,438 @@
+"""The Gradio VQA demo (``srice demo``): the answer, how sure the model is, and what every pathway saw.
+
+The page shows the method, not just an answer box: the stages stream as they run; then the selected
+answer with its uncertainty score (US) and pathway, and for every pathway the tool's calibrated
+regions drawn on the image, the zoomed view the model was shown, its answer and its US.
+
+The app knows nothing about servers or argparse: it gets an ``agent_for(variant, tools)`` callable
+(the CLI's, which starts ``vllm serve`` when needed and caches nothing itself; ``cached`` below does)
+and a ``DemoSettings``. Offline by construction: analytics off, no share link, local fonts, files
+served only from gradio's upload cache and the bundled examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
+
+import json
+import math
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from srice.agent import Agent, AgentConfig, Item
+from srice.errors import InputError, SriceError
+from srice.images import check_question, load_image
+from srice.prompts import LETTERS
+from srice.tools.regions import Regions
+from srice.trace import Answer, PathwayTrace
+from srice.visual import crop_regions, draw_regions
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "demos" / "examples"
+MAX_FILE_SIZE = "10mb"  # uploads above this are refused by gradio before they reach us
+MAX_PIXELS = 4096 * 4096  # decoded size limit; the model sees a few hundred pixels a side anyway
+DISPLAY_SIDE = 768  # longest side of the pictures the page shows (the model's inputs are unchanged)
+
+AgentFor = Callable[[str, tuple[str, ...]], Agent]
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    variants: tuple[str, ...]  # what the variant menu offers; the first run may start vllm serve
+    variant: str  # preselected
+    tools: tuple[str, ...]  # what the tool boxes offer
+    default_tools: tuple[str, ...]
+    examples_dir: Path | None = EXAMPLES_DIR
+    max_pixels: int = MAX_PIXELS
+    title: str = "srice: seeing and reasoning with confidence"
+
+
+@dataclass(frozen=True)
+class PathwayView:
+    """One tool pathway as the page shows it: its regions on the image and the view the model saw."""
+
+    trace: PathwayTrace
+    regions_image: Image.Image  # the calibrated regions drawn on the full image
+    view_image: Image.Image  # the picture the model was shown after the full image
+
+
+def cached(agent_for: AgentFor) -> AgentFor:
+    """One agent per (variant, tools), built once: tools load their weights on first use, and a new
+    variant may start a server, so neither should happen again on every question."""
+    agents: dict[tuple[str, tuple[str, ...]], Agent] = {}
+    lock = threading.Lock()
+
+    def get(variant: str, tools: tuple[str, ...]) -> Agent:
+        with lock:
+            key = (variant, tuple(tools))
+            if key not in agents:
+                agents[key] = agent_for(variant, tuple(tools))
+            return agents[key]
+
+    return get
+
+
+# -- what the page shows, computed from the trace ---------------------------------------------------
+
+
+def regions_from_json(data: dict) -> Regions:
+    """``Regions`` back from a trace's ``Regions.to_json()`` (boxes, scores, labels; masks are not in
+    traces, so drawn regions show boxes only)."""
+    boxes = np.asarray(data["boxes"], dtype=np.float64).reshape(-1, 4)
+    return Regions(boxes, data["scores"], tuple(data["labels"]), tuple(data["image_size"]), data["tool"])
+
+
+def model_view(image: Image.Image, trace: PathwayTrace, config: AgentConfig) -> Image.Image:
+    """The picture the agent showed the model for this tool pathway, rebuilt from the trace. Crop view:
+    exactly that picture, the crop of ``trace.view_box`` through the same ``crop_regions`` (a one-box
+    window with no context and no minimum side is that box). Boxes view: the calibrated regions drawn
+    on the image, as the agent drew them except for masks (traces keep only their pixel counts)."""
+    if config.view == "crop":
+        if trace.view_box is None:
+            raise InputError(f"pathway {trace.name} has no view box")
+        window = Regions(np.asarray([trace.view_box], dtype=np.float64), [1.0], ("view",), image.size)
+        crop = crop_regions(image, window, context=0.0, min_side=1, out_size=config.crop_size)
+        assert crop.box == tuple(trace.view_box), (crop.box, trace.view_box)
+        return crop.image
+    return draw_regions(image, regions_from_json(trace.calibrated))
+
+
+def pathway_views(image: Image.Image, answer: Answer, config: AgentConfig) -> list[PathwayView]:
+    """Every tool pathway that got as far as a view, in trace order. The direct pathway has no regions
+    and no view (the model saw the uploaded image alone); a failed pathway has nothing to show (the
+    table gives its error)."""
+    out = []
+    for p in answer.trace:
+        if p.name == "direct" or p.error is not None or p.calibrated is None:
+            continue
+        if p.view_box is not None or config.view == "boxes":
+            drawn = draw_regions(image, regions_from_json(p.calibrated))
+            out.append(PathwayView(p, drawn, model_view(image, p, config)))
+    return out
+
+
+def _display(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    if max(image.size) <= side:
+        return image
+    shown = image.copy()
+    shown.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return shown
+
+
+def us_text(trace: PathwayTrace) -> str:
+    """``"2 (0.412)"``: the set size, then the tie-break; both lower = more certain."""
+    u = trace.uncertainty
+    if u is None:
+        return "-"
+    score = "inf" if math.isinf(u.score) else f"{u.score:g}"
+    return f"{score} ({u.tiebreak:.3f})"
+
+
+def set_text(trace: PathwayTrace, limit: int = 6) -> str:
+    """The prediction set, each member quoted (open answers' members are tokens, some blank)."""
+    if trace.uncertainty is None:
+        return ""
+    members = trace.uncertainty.prediction_set
+    shown = ", ".join(repr(m) for m in members[:limit])
+    return "{" + shown + (f", ... +{len(members) - limit}" if len(members) > limit else "") + "}"
+
+
+def gallery_items(views: Sequence[PathwayView], chosen: str) -> list[tuple[Image.Image, str]]:
+    """Two pictures per tool pathway, side by side: its calibrated regions, and what the model saw."""
+    items = []
+    for v in views:
+        p = v.trace
+        star = "★ " if p.name == chosen else ""
+        said = f"answer {p.answer!r}, US {us_text(p)}"
+        n = len(p.calibrated["boxes"])
+        items.append((_display(v.regions_image), f"{star}{p.name}: {n} calibrated region{'s' * (n != 1)}"))
+        items.append((_display(v.view_image), f"{star}{p.name}: what the model saw; {said}"))
+    return items
+
+
+TABLE_HEADERS = ["", "pathway", "answer", "US (tie-break)", "prediction set", "regions", "seconds", "error"]
+
+
+def pathway_rows(answer: Answer) -> list[list]:
+    """One row per pathway; ★ marks the selected one; regions read raw -> calibrated."""
+    rows = []
+    for p in answer.trace:
+        u = p.uncertainty
+        raw = "" if p.regions is None else str(len(p.regions["boxes"]))
+        calibrated = "" if p.calibrated is None else str(len(p.calibrated["boxes"]))
+        rows.append([
+            "★" if p.name == answer.pathway else "",
+            p.name,
+            p.answer,
+            "" if u is None else us_text(p),
+            set_text(p),
+            f"{raw} -> {calibrated}" if raw else "",
+            round(p.tool_seconds + p.model_seconds, 3),
+            p.error or "",
+        ])  # fmt: skip
+    return rows
+
+
+def candidates_text(trace: PathwayTrace, options: Sequence[str] | None, limit: int = 4) -> str:
+    """The top candidates and their probabilities; option letters are spelled out."""
+    out = []
+    for c in trace.uncertainty.candidates[:limit]:
+        name = repr(c.answer)
+        if options and len(c.answer) == 1 and c.answer in LETTERS[: len(options)]:
+            name = f"{c.answer} ({options[LETTERS.index(c.answer)]})"
+        out.append(f"{name} {c.probability:.2f}")
+    return ", ".join(out) or "-"
+
+
+def summary_markdown(answer: Answer) -> str:
+    chosen = answer.pathway_trace(answer.pathway)
+    u = chosen.uncertainty
+    lines = [
+        f"**Uncertainty (US): {us_text(chosen)}**: prediction set {set_text(chosen)} "
+        f"({u.method}); smaller is more certain, tie-break in brackets",
+        f"**Chosen pathway: `{answer.pathway}`** of {len(answer.trace)}; {answer.mllm_calls} model calls",
+        f"**Most likely answers:** {candidates_text(chosen, answer.options)}",
+        f"**Regions the model asked for:** {', '.join(answer.targets) or 'none (whole image)'}",
+    ]
+    if answer.early_exit:
+        lines.append("The direct answer was certain enough: tools were skipped (early exit).")
+    return "\n\n".join(lines)
+
+
+# -- running one question, with stage progress ------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """The stages seen so far, for the status box."""
+
+    began: float = field(default_factory=time.monotonic)
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.stages.append((text, time.monotonic()))
+
+    def markdown(self, done: bool = False) -> str:
+        now = time.monotonic()
+        lines = []
+        for i, (text, start) in enumerate(self.stages):
+            end = self.stages[i + 1][1] if i + 1 < len(self.stages) else now
+            mark = "✓" if done or i + 1 < len(self.stages) else "…"
+            lines.append(f"{i + 1}. {mark} {text} ({end - start:.1f} s)")
+        head = f"**Done** in {now - self.began:.1f} s" if done else f"**Working** ({now - self.began:.1f} s)"
+        return "\n".join([head, "", *lines])
+
+
+def run_streaming(
+    agent_for: AgentFor, variant: str, tools: tuple[str, ...], item: Item, tick: float = 1.0
+) -> Iterator:
+    """Yields ``("stage", text)`` as the agent moves on (``("tick", None)`` every ``tick`` seconds
+    without news, so clocks on the page keep going), then ``("done", (agent, answer))`` or
+    ``("error", exception)``: the agent runs in a thread so the page can update meanwhile."""
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            events.put(
+                ("stage", f"preparing model variant {variant!r} and tools {', '.join(tools) or 'none'}")
+            )
+            agent = agent_for(variant, tools)
+            [answer] = agent.answer_batch([item], on_stage=lambda text: events.put(("stage", text)))
+            events.put(("done", (agent, answer)))
+        except BaseException as e:  # handed to the page's thread, which re-raises what is not ours
+            events.put(("error", e))
+
+    threading.Thread(target=work, name="srice-demo-agent", daemon=True).start()
+    while True:
+        try:
+            kind, value = events.get(timeout=tick)
+        except queue.Empty:
+            kind, value = "tick", None
+        yield kind, value
+        if kind not in ("stage", "tick"):
+            return
+
+
+def _shown(message: str, title: str, log: bool = False) -> gr.Error:
+    """An error for the page: one line there, no traceback in the console (user errors are not
+    bugs); failures of the model or tools also get one line on stderr for whoever runs the demo."""
+    if log:
+        print(f"srice demo: {title.lower()}: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def read_inputs(image: dict | str | None, question: str, options: str, settings: DemoSettings):
+    """The checked image, question and options, or a ``gr.Error`` saying what is wrong."""
+    if not image:
+        raise _shown("Upload an image or pick an example first.", "No image")
+    path = Path(image["path"] if isinstance(image, dict) else image)
+    try:
+        picture = load_image(path, max_pixels=settings.max_pixels)
+        question = check_question(question or "")
+    except InputError as e:
+        raise _shown(str(e).replace(str(path), path.name), "Bad input") from None
+    choices = tuple(o.strip() for o in (options or "").split(",") if o.strip())
+    if len(choices) == 1:
+        raise _shown("Give at least two options, comma-separated, or none.", "Bad input")
+    return picture, question, choices or None
+
+
+def answer_page(
+    agent_for: AgentFor, settings: DemoSettings, image, question, options, variant, tools
+) -> Iterator[tuple]:
+    """The page's outputs while one question runs: the status box alone as stages go by (the other
+    outputs unchanged), then everything. Bad input and failures become one-line page errors."""
+    picture, question, choices = read_inputs(image, question, options, settings)
+    if variant not in settings.variants:
+        raise _shown(f"unknown variant {variant!r}; offered: {', '.join(settings.variants)}", "Bad input")
+    tools = tuple(t for t in settings.tools if t in (tools or ()))
+    progress = Progress()
+    unchanged = (gr.skip(),) * 5
+    yield progress.markdown(), "", "", None, [], None
+    for kind, value in run_streaming(agent_for, variant, tools, Item(picture, question, choices)):
+        if kind == "stage":
+            progress.add(value)
+        if kind in ("stage", "tick"):
+            yield progress.markdown(), *unchanged
+            continue
+        if kind == "error":
+            if isinstance(value, SriceError):
+                raise _shown(f"{type(value).__name__}: {value}", "Failed", log=True) from None
+            raise value
+        agent, answer = value
+        if answer.error:
+            raise _shown(answer.error, "No answer", log=True)
+        progress.add("drawing the regions and views")
+        yield progress.markdown(), *unchanged
+        views = pathway_views(picture, answer, agent.config)
+        yield (
+            progress.markdown(done=True),
+            answer.answer,
+            summary_markdown(answer),
+            pathway_rows(answer),
+            gallery_items(views, answer.pathway),
+            {"variant": variant, "tools": list(tools)} | answer.to_json(),
+        )
+
+
+def build_app(agent_for: AgentFor, settings: DemoSettings) -> gr.Blocks:
+    """The page. ``agent_for(variant, tools)`` should be ``cached``; it may start a model server."""
+    unknown = set(settings.default_tools) - set(settings.tools)
+    if settings.variant not in settings.variants or unknown:
+        raise InputError(f"default variant/tools {settings.variant!r}/{sorted(unknown)} are not offered")
+    with gr.Blocks(title="srice demo", analytics_enabled=False) as app:
+        gr.Markdown(f"## {settings.title}\n{_INTRO}")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(
+                    label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    height=320, elem_id="image",
+                )  # fmt: skip
+                question = gr.Textbox(label="Question", placeholder="What colour is the triangle?",
+                                      elem_id="question")  # fmt: skip
+                options = gr.Textbox(
+                    label="Options (optional, comma-separated: multiple choice)",
+                    placeholder="red, green, blue",
+                    elem_id="options",
+                )
+                with gr.Row():
+                    variant = gr.Dropdown(
+                        list(settings.variants), value=settings.variant, label="Model variant",
+                        interactive=len(settings.variants) > 1, elem_id="variant",
+                    )  # fmt: skip
+                    tools = gr.CheckboxGroup(
+                        list(settings.tools), value=list(settings.default_tools), label="Tool pathways",
+                        elem_id="tools",
+                    )  # fmt: skip
+                submit = gr.Button("Answer", variant="primary", elem_id="submit")
+                examples = load_examples(settings.examples_dir)
+                if examples:
+                    gr.Examples(examples, inputs=[image, question, options], label="Examples")
+            with gr.Column(scale=1):
+                status = gr.Markdown("Ask a question to start.", elem_id="status")
+                answer_box = gr.Textbox(label="Answer", interactive=False, elem_id="answer")
+                summary = gr.Markdown(elem_id="summary")
+        table = gr.Dataframe(
+            headers=TABLE_HEADERS, label="Every pathway (★ = chosen; US: smaller is more certain)",
+            interactive=False, wrap=True, elem_id="pathway-table",
+        )  # fmt: skip
+        gallery = gr.Gallery(
+            label="Tool pathways: the calibrated regions on the image | the view the model saw",
+            columns=4, height="fit-content", format="png", object_fit="contain", elem_id="pathways",
+        )  # fmt: skip
+        with gr.Accordion("Full trace (JSON)", open=False):
+            trace = gr.JSON(elem_id="trace")
+
+        outputs = [status, answer_box, summary, table, gallery, trace]
+
+        def respond(image_value, question_text, options_text, variant_name, tool_names):
+            yield from answer_page(
+                agent_for, settings, image_value, question_text, options_text, variant_name, tool_names
+            )
+
+        inputs = [image, question, options, variant, tools]
+        # preprocess=False: the image arrives as gradio's file record (already checked to be in its
+        # upload cache) and is decoded by srice.images, which gives clear errors for non-images.
+        # The button's event is the named API endpoint /answer (gradio_client, scripts).
+        events = dict(preprocess=False, show_progress="minimal")
+        submit.click(respond, inputs, outputs, api_name="answer", **events)
+        question.submit(respond, inputs, outputs, api_name=False, **events)
+    return app
+
+
+_INTRO = (
+    "The model answers on the full image (the **direct** pathway), says which regions it needs, and "
+    "each **tool** finds them. The tool's regions are **calibrated** with conformal prediction, the "
+    "model is shown a zoomed view of them, and the answer with the lowest **uncertainty score (US)**: "
+    "the size of a conformal prediction set over the answer's first-token probabilities, wins."
+)
+
+
+def load_examples(folder: Path | None) -> list[list[str]]:
+    """``[image path, question, options]`` rows from ``folder/examples.json`` (none if absent)."""
+    if folder is None or not (folder / "examples.json").exists():
+        return []
+    rows = json.loads((folder / "examples.json").read_text())
+    return [[str(folder / r["image"]), r["question"], r.get("options", "")] for r in rows]
+
+
+def launch(
+    app: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    *,
+    block: bool = True,
+    examples_dir=EXAMPLES_DIR,
+):
+    """Serve the page on ``host:port``: no share link, no analytics, uploads capped at
+    ``MAX_FILE_SIZE``, one question at a time (the model server batches within a question)."""
+    app.queue(default_concurrency_limit=1, max_size=32)
+    try:
+        return app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            max_file_size=MAX_FILE_SIZE,
+            allowed_paths=[str(examples_dir)] if examples_dir and Path(examples_dir).is_dir() else None,
+            prevent_thread_lock=not block,
+            ssr_mode=False,
+            pwa=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            show_error=False,
+            quiet=True,
+            footer_links=["api"],
+        )
+    except OSError as e:
+        reason = str(e).split(". ")[0]  # gradio's advice names its own env vars, not our options
+        raise SriceError(f"cannot serve the demo on {host}:{port} ({reason}); try another --port") from None
