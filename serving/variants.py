@@ -23,7 +23,7 @@ BUILTIN_PREFIX = "builtin:"
 @dataclass(frozen=True)
 class Variant:
     name: str
-    model: str  # a folder, a hub id, or builtin:tiny
+    model: str  # a folder, a hub id, builtin:tiny or builtin:toy
     served_name: str
     vllm_args: tuple[str, ...] = ()
     description: str = ""
@@ -36,14 +36,31 @@ class Variant:
     def model_path(self) -> str:
         """A local folder for builtin and path variants (building the builtin on first use)."""
         if self.model.startswith(BUILTIN_PREFIX):
+            kind = self.model.removeprefix(BUILTIN_PREFIX)
+            if kind == "toy":
+                from srice.toy import toy_path
+
+                return str(toy_path("mllm"))
+            if kind != "tiny":
+                raise InputError(f"unknown builtin model {self.model!r}; known: builtin:tiny, builtin:toy")
             from srice.tinymodel import TinySpec, tiny_model_path
 
-            kind = self.model.removeprefix(BUILTIN_PREFIX)
-            if kind != "tiny":
-                raise InputError(f"unknown builtin model {self.model!r}; known: builtin:tiny")
             return str(tiny_model_path(TinySpec()))
         path = Path(self.model).expanduser()
         return str(path) if path.exists() else self.model
+
+    def calibration_dir(self) -> str | None:
+        """The calibration folder that belongs to this model (``"calib"`` in its registry entry):
+        conformal calibrators are fitted to one model and its tools, so they travel with the variant.
+        ``builtin:toy`` is the trained toy bundle's."""
+        calib = self.extra.get("calib")
+        if not calib:
+            return None
+        if calib == f"{BUILTIN_PREFIX}toy":
+            from srice.toy import toy_path
+
+            return str(toy_path("calib"))
+        return str(Path(calib).expanduser())
 
 
 def user_registry_path() -> Path:

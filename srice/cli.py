@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
@@ -38,7 +39,10 @@ def _backend_for(args, stack: ExitStack):
 def _start_server(variant, args, host: str = "127.0.0.1", port: int | None = None):
     from srice.serving.launcher import install_signal_handlers, server_for
 
-    install_signal_handlers()
+    # signal handlers can only be set from the main thread; srice demo starts other variants'
+    # servers from worker threads, and atexit stops those
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers()
     print(f"starting vllm serve for variant {variant.name!r} ...", file=sys.stderr, flush=True)
     return server_for(
         variant, executable=args.vllm, host=host, port=port, startup_timeout=args.startup_timeout
@@ -74,12 +78,17 @@ def _agent_for(args, backend):
 
     names = _comma_list(args.tools)
     tools = build_tools(names, _tool_options(args.tool_weights))
-    calibrators = load_calibrators(args.calib, names)
+    calib = args.calib
+    if calib is None:  # the calibration that belongs to the variant's model (the toy bundle's)
+        from srice.serving.variants import get_variant
+
+        calib = get_variant(args.variant).calibration_dir()
+    calibrators = load_calibrators(calib, names)
     score, early_exit = None, None
-    if args.calib and (Path(args.calib) / "uncertainty.json").exists():
+    if calib and (Path(calib) / "uncertainty.json").exists():
         from srice.us_calibration import UncertaintyCalibration
 
-        calibration = UncertaintyCalibration.load(Path(args.calib) / "uncertainty.json")
+        calibration = UncertaintyCalibration.load(Path(calib) / "uncertainty.json")
         score = calibration.score()
         early_exit = calibration.early_exit if args.early_exit else None
     elif args.early_exit:
@@ -116,6 +125,40 @@ def cmd_ask(args) -> int:
         status = f"failed: {p.error}" if p.error else f"{p.answer!r} {us} {found}"
         mark = "*" if p.name == answer.pathway else " "
         print(f"{mark} {p.name:<10} {status} ({p.tool_seconds + p.model_seconds:.2f} s)")
+    return 0
+
+
+def _with(args, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**vars(args) | changes)
+
+
+def cmd_demo(args) -> int:
+    """The Gradio demo on one backend per variant (the first started before the page opens; others,
+    offered only when no --server is given, start on first use) and one agent per tool choice."""
+    from srice.serving.variants import get_variant, load_variants
+
+    get_variant(args.variant)  # an unknown variant fails before anything starts (or gradio loads)
+    from srice.demo import DemoSettings, build_app, cached, launch
+    from srice.tools import TOOLS
+
+    fixed = args.backend == "vllm" and bool(args.server or os.environ.get("SRICE_SERVER"))
+    others = [] if fixed else [n for n, v in load_variants().items() if not v.is_hub and n != args.variant]
+    default_tools = tuple(_comma_list(args.tools))
+    backends = {}
+    with ExitStack() as stack:
+
+        def agent_for(variant: str, tools: tuple[str, ...]):
+            if variant not in backends:
+                backends[variant], _ = _backend_for(_with(args, variant=variant), stack)
+            return _agent_for(_with(args, variant=variant, tools=",".join(tools)), backends[variant])
+
+        agent_for = cached(agent_for)
+        agent_for(args.variant, default_tools)  # server up and tools checked before the page opens
+        settings = DemoSettings((args.variant, *others), args.variant, tuple(TOOLS), default_tools)
+        app = build_app(agent_for, settings)
+        launch(app, args.host, args.port, block=False)
+        print(f"srice demo at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        app.block_thread()
     return 0
 
 
@@ -257,6 +300,65 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_train_toy(args) -> int:
+    from srice.toy import TOY_DIR
+    from srice.toy_bundle import train_bundle
+    from srice.train_toy import TrainConfig
+    from srice.train_yolo import YoloConfig
+
+    if args.steps < 1 or args.yolo_epochs < 1:
+        raise SriceError("--steps and --yolo-epochs must be at least 1")
+    out = Path(args.out) if args.out else TOY_DIR
+    manifest = train_bundle(
+        out,
+        seed=args.seed,
+        mllm=TrainConfig(steps=args.steps),
+        yolo=YoloConfig(epochs=args.yolo_epochs),
+        resume=args.resume,
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    print(
+        f"wrote the toy bundle to {out} in {manifest['total_seconds'] / 60:.1f} min "
+        f"({manifest['total_bytes'] / 1e6:.1f} MB; manifest.json)"
+    )
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from srice.compress import compress
+    from srice.compress.api import register
+
+    if args.register:
+        from srice.serving.variants import load_variants
+
+        load_variants()  # a broken registry fails here, before minutes of compression
+    result = compress(
+        args.model, args.output, args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n,
+        nm=args.nm, owl=args.owl, owl_m=args.owl_m, owl_lambda=args.owl_lambda,
+        include_vision=args.include_vision, overwrite=args.overwrite,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    manifest = result.manifest
+    registry = None
+    if args.register:
+        _, registry = register(result, args.register)
+    if args.json:
+        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
+        print(json.dumps(report | manifest, indent=2))
+        return 0
+    achieved = manifest.get("achieved", {}).get("overall")
+    detail = f", achieved sparsity {achieved:.3f}" if achieved is not None else ""
+    if "depth" in manifest:
+        detail = f", removed layers {manifest['depth']['removed_layers']}"
+    print(f"{args.method}: wrote {result.out_dir} in {result.seconds:.1f} s{detail} (manifest.json)")
+    if args.register:
+        print(f"registered variant {args.register!r} in {registry}; use --variant {args.register}")
+    return 0
+
+
 def _calibrate_uncertainty(args) -> int:
     from tqdm import tqdm
 
@@ -295,7 +397,11 @@ def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
         metavar="TOOL=PATH",
         help="a tool's model file (default: the embedded model)",
     )
-    p.add_argument("--calib", help="folder with <tool>.json calibrators and uncertainty.json")
+    p.add_argument(
+        "--calib",
+        help="folder with <tool>.json calibrators and uncertainty.json (default: the variant's own, "
+        "e.g. the toy model's)",
+    )
     p.add_argument(
         "--early-exit",
         action="store_true",
@@ -342,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
     p.set_defaults(func=cmd_ask)
 
+    p = sub.add_parser("demo", help="the Gradio VQA demo: answer, uncertainty and every pathway's regions")
+    _serving_args(p)
+    _backend_args(p)
+    _agent_args(p, "--tools")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("eval", help="evaluate the agent on a VQA benchmark: resumable records and a summary")
     _serving_args(p)
     _backend_args(p)
@@ -357,6 +472,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=16)
     p.set_defaults(func=cmd_eval)
+
+    from srice.train_toy import TrainConfig
+    from srice.train_yolo import YoloConfig
+
+    p = sub.add_parser(
+        "train-toy",
+        help="train and calibrate the embedded toy MLLM and shape detector on the synthetic world (CPU)",
+    )
+    p.add_argument("--out", help="bundle folder (default: the packaged one, srice/assets/toy)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=TrainConfig.steps, help="MLLM training steps")
+    p.add_argument("--yolo-epochs", type=int, default=YoloConfig.epochs, help="detector training epochs")
+    p.add_argument("--resume", help="staging folder of a run that stopped: keep the stages it finished")
+    p.add_argument("--json", action="store_true", help="print the manifest")
+    p.set_defaults(func=cmd_train_toy)
 
     p = sub.add_parser("synth", help="generate the synthetic VQA set (images, questions, COCO annotations)")
     p.add_argument("--seed", type=int, default=0)
@@ -421,6 +551,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="calibration JSON file to write")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=cmd_calibrate)
+
+    from srice.compress.api import METHODS as COMPRESS_METHODS
+
+    p = sub.add_parser(
+        "compress", help="prune or quantize a model variant into a new checkpoint and register it"
+    )
+    p.add_argument("--model", required=True, help="model folder or registered variant name")
+    p.add_argument("--method", required=True, choices=tuple(COMPRESS_METHODS), help="compression method")
+    p.add_argument(
+        "--sparsity",
+        type=float,
+        help="share of weights to remove per layer (depth: share of layers), in [0, 1); default 0.5",
+    )
+    p.add_argument("--calib", help="calibration questions (questions.jsonl, .tsv, ...: image + question)")
+    p.add_argument("--calib-n", type=int, default=32, help="calibration samples (default 32)")
+    p.add_argument("--nm", help="N:M structured sparsity, keep N of every M weights (e.g. 2:4)")
+    p.add_argument("--owl", action="store_true", help="OWL outlier-weighted per-layer sparsity")
+    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (default 5)")
+    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL max deviation lambda (default 0.08)")
+    p.add_argument("--include-vision", action="store_true", help="prune/quantize the vision tower too")
+    p.add_argument("-o", "--output", required=True, help="folder to write the checkpoint and manifest.json")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    p.add_argument("--register", metavar="NAME", help="register the result as variant NAME")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_compress)
     return parser
 
 

@@ -170,7 +170,53 @@ def summarize(records: Sequence[dict]) -> dict:
     chosen = [r["pathways"][r["pathway"]] for r in records if r["pathway"] in r["pathways"]]
     out["selected_us_set_coverage"] = _mean(p["covered"] for p in chosen)
     out["selected_us_set_size"] = _mean(p["set_size"] for p in chosen)
+    out["srice_minus_direct"] = _paired(records, "score", "direct")
+    out["oracle_minus_srice"] = _paired(records, "oracle_score", "srice")
+    names = sorted({name for r in records for name in r["pathways"]})
+    out["us_auroc"] = {name: us_auroc(records, name) for name in names}
     return out
+
+
+def interval(values) -> dict | None:
+    """Mean and its normal-approximation 95% interval (1.96 standard errors)."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None
+    n, mean = len(values), sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    half = 1.96 * math.sqrt(var / n)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def _paired(records: Sequence[dict], first: str, second: str) -> dict | None:
+    """``first - second`` per question (SRICE vs direct on the same questions), with its interval:
+    paired, so question difficulty cancels out of the width."""
+
+    def value(r, name):
+        return r["score"] if name == "srice" else r[name] if name in r else _pathway_score(r, name)
+
+    return interval(
+        value(r, first) - value(r, second)
+        for r in records
+        if value(r, first) is not None and value(r, second) is not None
+    )
+
+
+def us_auroc(records: Sequence[dict], name: str) -> float | None:
+    """How well a pathway's US separates its wrong answers from its right ones: the probability that
+    a wrong answer has the higher US (ties count half). 0.5 is chance, 1 perfect. US compares as
+    (set size, tie-break), folded into one number since the tie-break lies in [0, 1)."""
+    right, wrong = [], []
+    for r in records:
+        p = r["pathways"].get(name)
+        if not p or p.get("score") is None or p.get("uncertainty") is None or p.get("error"):
+            continue
+        us = p["uncertainty"] + min(max(p.get("tiebreak") or 0.0, 0.0), 0.999999)
+        (right if p["score"] >= 0.5 else wrong).append(us)
+    if not right or not wrong:
+        return None
+    wins = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right)
+    return wins / (len(right) * len(wrong))
 
 
 def _accuracies(records: Sequence[dict]) -> dict:
@@ -218,6 +264,15 @@ def markdown(summary: dict) -> str:
         "selected_us_set_size",
     ):
         lines.append(f"- {key}: {_cell(summary.get(key))}")
+    for key in ("srice_minus_direct", "oracle_minus_srice"):
+        if d := summary.get(key):
+            lines.append(
+                f"- {key}: {d['mean']:+.3f} (95% CI {d['low']:+.3f} to {d['high']:+.3f}, n={d['n']})"
+            )
+    if aurocs := summary.get("us_auroc"):
+        lines.append(
+            "- US AUROC (wrong vs right answers): " + ", ".join(f"{k} {_cell(v)}" for k, v in aurocs.items())
+        )
     return "\n".join(lines) + "\n"
 
 

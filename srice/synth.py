@@ -137,7 +137,16 @@ def generate(
 
 
 def _one_image(writer: _Writer, seed: int, index: int, budget: int, config: SynthKnobs) -> int:
-    """Plan this image's questions, sample a scene that can answer them, render it, ask them."""
+    scene, image, records = make_image(seed, index, config, budget)
+    writer.add(scene, image, records)
+    return len(records)
+
+
+def make_image(
+    seed: int, index: int, config: SynthKnobs = SynthKnobs(), budget: int | None = None
+) -> tuple[Scene, PIL.Image.Image, list[dict]]:
+    """Image ``index`` of set ``seed``: plan its questions, sample a scene that can answer them,
+    render it, ask them. In memory, so training (``srice.toy_data``) draws from the very same world."""
     plan_rng, layout_rng, pixel_rng = (
         np.random.default_rng([seed, index, s]) for s in (_PLAN, _LAYOUT, _PIXELS)
     )
@@ -159,9 +168,9 @@ def _one_image(writer: _Writer, seed: int, index: int, budget: int, config: Synt
         if built is not None:
             used.add(built.candidate.question)
             records.append(record(built, f"{scene.id}_q{j}", f"images/{scene.id}.png", scene))
-    records = records[:budget]
-    writer.add(scene, render(scene, pixel_rng), records)
-    return len(records)
+    if budget is not None:
+        records = records[:budget]
+    return scene, render(scene, pixel_rng), records
 
 
 class _Writer:

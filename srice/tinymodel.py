@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def _corpus(seed: int, lines: int = 4000) -> list[str]:
     return out
 
 
-def _build_tokenizer(spec: TinySpec):
+def _build_tokenizer(spec: TinySpec, corpus: Sequence[str] | None = None):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -129,7 +130,7 @@ def _build_tokenizer(spec: TinySpec):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(spec.seed), trainer=trainer)
+    tok.train_from_iterator(corpus if corpus is not None else _corpus(spec.seed), trainer=trainer)
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -141,8 +142,12 @@ def _build_tokenizer(spec: TinySpec):
     )
 
 
-def build_tiny_model(spec: TinySpec, out: Path) -> Path:
-    """Write the model, tokenizer, processor and chat template for ``spec`` into ``out``."""
+def build_tiny_model(spec: TinySpec, out: Path, corpus: Sequence[str] | None = None) -> Path:
+    """Write the model, tokenizer, processor and chat template for ``spec`` into ``out``.
+
+    ``corpus``: text to train the tokenizer on (default: a generic word list); a model trained on one
+    task (``srice.train_toy``) passes that task's prompts and answers, so its answers are single tokens.
+    """
     import torch
     from transformers import (
         GenerationConfig,
@@ -154,7 +159,7 @@ def build_tiny_model(spec: TinySpec, out: Path) -> Path:
     )
 
     out = Path(out)
-    tokenizer = _build_tokenizer(spec)
+    tokenizer = _build_tokenizer(spec, corpus)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab = max(spec.vocab_size, len(tokenizer))
     head_dim = spec.hidden_size // spec.num_heads

@@ -1,10 +1,10 @@
 """Building the agent's tools from names, with the embedded models as defaults.
 
 ``srice ask --tools yolo,sam`` must work out of the box on a machine with no model hub, so a tool
-given no weights gets the embedded local model (today the tiny random-weight builds of
-``srice.tools.tiny``; trained ones replace them without changing this interface). Calibrators are
-found by tool name in a calibration folder: ``DIR/<tool>.json``; the uncertainty calibration is
-``DIR/uncertainty.json``.
+given no weights gets the embedded local model: the shape detector of the trained toy bundle
+(``srice.toy``) for ``yolo`` and ``sam``'s boxes when the bundle is there, else the tiny random-weight
+builds of ``srice.tools.tiny``. Calibrators are found by tool name in a calibration folder:
+``DIR/<tool>.json``; the uncertainty calibration is ``DIR/uncertainty.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ def embedded_options(name: str) -> dict:
     from srice.tools import tiny
 
     if name == "yolo":
+        from srice.toy import PREDICT_SIZE, TOY_DIR, has_toy_yolo
+
+        if has_toy_yolo():  # the shape detector trained with the toy model (srice train-toy)
+            return {"weights": str(TOY_DIR / "yolo.pt"), "imgsz": PREDICT_SIZE, "max_det": 50}
         return {"weights": str(tiny.tiny_yolo()), "max_det": 50}
     if name == "owl":
         return {"weights": str(tiny.tiny_owl()), "max_det": 50}

@@ -41,6 +41,8 @@ def test_ask_transformers_json(picture, hf_backend):
         "What colour is the square?",
         "--backend",
         "transformers",
+        "--variant",
+        "tiny",
         "--tools",
         "",
         "--json",
@@ -57,7 +59,7 @@ def test_ask_transformers_json(picture, hf_backend):
 def test_ask_agent_trace_against_running_server(picture, vllm_server, hf_backend):
     r = srice(
         "ask", "--image", str(picture), "--question", "Is there a circle?", "--options", "yes,no",
-        "--tools", "yolo,sam,ocr,zoom", "--server", vllm_server.url, "--json",
+        "--tools", "yolo,sam,ocr,zoom", "--variant", "tiny", "--server", vllm_server.url, "--json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     data = _check_json(r.stdout)

@@ -94,7 +94,8 @@ def test_calibrate_uncertainty_and_ask_uses_it(vllm_server, tmp_path):
     (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     calib = tmp_path / "calib"
     r = srice("calibrate", "--uncertainty", "--data", str(tmp_path / "q.jsonl"), "--alpha", "0.2",
-              "--server", vllm_server.url, "-o", str(calib / "uncertainty.json"), "--json")  # fmt: skip
+              "--variant", "tiny", "--server", vllm_server.url, "-o", str(calib / "uncertainty.json"),
+              "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["n_choice"] + report["n_open"] == 20 and report["n_exit"] == 20
@@ -102,7 +103,8 @@ def test_calibrate_uncertainty_and_ask_uses_it(vllm_server, tmp_path):
     saved = UncertaintyCalibration.load(calib / "uncertainty.json")
     assert saved.qhat_choice == report["qhat_choice"]
     r = srice("ask", "--image", str(tmp_path / "q1.png"), "--question", "Which shape?", "--options",
-              "circle,square", "--calib", str(calib), "--server", vllm_server.url, "--json")  # fmt: skip
+              "circle,square", "--calib", str(calib), "--variant", "tiny", "--server", vllm_server.url,
+              "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr
     direct = json.loads(r.stdout)["trace"][0]
     assert direct["uncertainty"]["method"] == "set_size/choice"  # calibrated, not the fallback

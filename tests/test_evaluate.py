@@ -56,6 +56,8 @@ def test_eval_end_to_end(questions, vllm_server, tmp_path):
         str(out),
         "--pathways",
         "zoom",
+        "--variant",
+        "tiny",
         "--server",
         vllm_server.url,
         "--batch-size",
@@ -87,7 +89,8 @@ def test_eval_end_to_end(questions, vllm_server, tmp_path):
 
 
 def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp_path):
-    args = ["--data", str(questions), "--pathways", "", "--server", vllm_server.url, "--batch-size", "2"]
+    args = ["--data", str(questions), "--pathways", "", "--variant", "tiny", "--server", vllm_server.url]
+    args += ["--batch-size", "2"]
     clean = tmp_path / "clean"
     assert srice("eval", *args, "--out", str(clean)).returncode == 0
     out = tmp_path / "killed"
@@ -126,6 +129,8 @@ def test_sharded_runs_cover_everything_once(questions, vllm_server, tmp_path):
             str(tmp_path),
             "--pathways",
             "",
+            "--variant",
+            "tiny",
             "--server",
             vllm_server.url,
             "--shard",
@@ -173,3 +178,38 @@ def test_summary_by_hand():
     assert s["by_kind"]["colour"]["oracle"] == 1.0 and s["by_target_size"]["tiny"]["yolo"] == 1.0
     assert s["direct_us_set_coverage"] == 1.0 and s["mllm_calls_per_question"] == 4
     assert "| kind=count | 1 |" in markdown(s)
+
+
+def test_us_auroc_and_paired_intervals_by_hand():
+    from srice.evaluate import interval, us_auroc
+
+    def record(score, direct, direct_us, yolo, yolo_us):
+        pathways = {
+            "direct": {"score": direct, "uncertainty": direct_us[0], "tiebreak": direct_us[1]},
+            "yolo": {"score": yolo, "uncertainty": yolo_us[0], "tiebreak": yolo_us[1]},
+        }
+        for p in pathways.values():
+            p.update(error=None, covered=True, set_size=int(p["uncertainty"]))
+        return {"score": score, "oracle_score": max(direct, yolo), "pathways": pathways, "error": None}
+
+    records = [
+        record(1.0, 1.0, (1, 0.1), 1.0, (1, 0.05)),  # both right, yolo surer
+        record(1.0, 0.0, (1, 0.4), 1.0, (1, 0.02)),  # direct wrong but as sure as a right answer
+        record(0.0, 0.0, (3, 0.7), 0.0, (2, 0.3)),
+        record(1.0, 1.0, (1, 0.4), 0.0, (1, 0.02)),  # yolo wrong and tied with a right answer
+    ]
+    # direct: wrong US {1.4, 3.7} vs right {1.1, 1.4}: 3.7 beats both, 1.4 beats 1.1 and ties 1.4
+    assert us_auroc(records, "direct") == pytest.approx((2 + 1 + 0.5) / 4)
+    # yolo: wrong {2.3, 1.02} vs right {1.05, 1.02}: 2.3 beats both, 1.02 ties one
+    assert us_auroc(records, "yolo") == pytest.approx((2 + 0.5) / 4)
+    assert us_auroc(records[:1], "yolo") is None  # no wrong answers: undefined, not 1.0
+
+    s = summarize([r | {"kind": "colour", "pathway": "yolo", "uncertainty": 1.0, "mllm_calls": 3,
+                        "seconds": 0.1, "meta": {}} for r in records])  # fmt: skip
+    diff = s["srice_minus_direct"]  # per question: 0, +1, 0, 0
+    assert diff["mean"] == pytest.approx(0.25) and diff["n"] == 4
+    # sample variance of (0, 1, 0, 0) is 0.25, so the standard error is sqrt(0.25 / 4) = 0.25
+    assert diff["high"] - diff["mean"] == pytest.approx(1.96 * 0.25)
+    assert s["oracle_minus_srice"]["mean"] == pytest.approx(0.0)
+    assert "srice_minus_direct: +0.250" in markdown(s)
+    assert interval([]) is None and interval([1.0])["low"] == 1.0

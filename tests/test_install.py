@@ -30,6 +30,7 @@ def test_wheel_and_regular_install(tmp_path):
         "srice/serving/variants.json",
         "srice/tools/__init__.py",
         "srice/calibration/__init__.py",
+        "srice/compress/api.py",
     } <= names
     assert not any(n.startswith(("serving/", "tools/", "calibration/", "tests/")) for n in names)
     target = tmp_path / "site"

@@ -1,0 +1,36 @@
+"""Where the trained toy models live: the embedded defaults that make ``srice ask`` answer synthetic
+questions out of the box (built by ``srice train-toy``; see ``srice/assets/toy/manifest.json``).
+
+- ``mllm/``: the toy Qwen2-VL (variant ``toy``, served by vLLM like any checkpoint);
+- ``yolo.pt``: the shape detector (the embedded ``yolo`` tool, and the detector behind ``sam``);
+- ``calib/``: the detector's conformal calibrator and the uncertainty calibration, used by default
+  with the ``toy`` variant.
+
+Status: the training code is in place and tested at small sizes; the bundle itself is not committed
+yet (see issue 6's notes), so the tiny random-weight models remain the defaults until it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from srice.errors import InputError
+
+# $SRICE_TOY_DIR points everything at another bundle (e.g. one built with another seed)
+TOY_DIR = Path(os.environ.get("SRICE_TOY_DIR") or Path(__file__).parent / "assets" / "toy")
+# The detector predicts at twice the synthetic world's longest side, the scale it trained at: a 6 px
+# object then spans more than one stride-8 cell, so YOLO's assigner had an anchor inside it to learn from.
+PREDICT_SIZE = 2 * 1344
+
+
+def toy_path(name: str, root: Path = TOY_DIR) -> Path:
+    """A file or folder of the trained toy bundle, with a clear error if this checkout lacks it."""
+    path = root / name
+    if not path.exists():
+        raise InputError(f"the trained toy bundle has no {name} ({path}); build it with: srice train-toy")
+    return path
+
+
+def has_toy_yolo(root: Path = TOY_DIR) -> bool:
+    return (root / "yolo.pt").is_file()
