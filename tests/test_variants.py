@@ -43,3 +43,27 @@ def test_bad_registry_files_and_names(monkeypatch, tmp_path):
     path.write_text(json.dumps({"broken": {"served_name": "b"}}))
     with pytest.raises(InputError, match="'broken'.*needs at least 'model'"):
         load_variants()
+
+
+def test_builtin_toy_and_variant_calibration_dirs(tmp_path):
+    """The toy bundle is found through $SRICE_TOY_DIR (read at import, so set in a subprocess);
+    a missing bundle is a clear error naming the command that builds it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from srice.serving.variants import Variant\n"
+        "v = Variant('toy', 'builtin:toy', 'srice-toy', extra={'calib': 'builtin:toy'})\n"
+        "print(v.model_path()); print(v.calibration_dir())\n"
+    )
+    (tmp_path / "mllm").mkdir()
+    (tmp_path / "calib").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "SRICE_TOY_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "mllm"), str(tmp_path / "calib")]
+    env["SRICE_TOY_DIR"] = str(tmp_path / "missing")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "srice train-toy" in r.stderr
+    assert Variant("x", "/m", "x", extra={"calib": str(tmp_path)}).calibration_dir() == str(tmp_path)
+    assert Variant("x", "/m", "x").calibration_dir() is None
