@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from srice import prompts
 from srice.synth import SynthKnobs, make_image
 from srice.tinymodel import TinySpec, build_tiny_model
-from srice.toy_data import Example, examples_for_image, stream
+from srice.toy_data import Example, examples_for_image, stream, targets_of
 
 TOY_KINDS = ("colour", "exists", "colour_mc")
 TRAIN_SEED_OFFSET = 1000  # training images: synth seed 1000 + model seed
@@ -76,10 +77,11 @@ def tokenizer_corpus(config: TrainConfig, images: int = 400) -> list[str]:
     token, which the first-token uncertainty score relies on)."""
     lines = []
     for index in range(images):
-        scene, image, records = make_image(config.seed + TRAIN_SEED_OFFSET + 10**6, index, config.knobs)
-        for e in examples_for_image(scene, image, records, _rng(index), miss=config.miss):
-            lines.extend(p for p in e.content if isinstance(p, str))
-            lines.append(e.answer)
+        _, _, records = make_image(config.seed + TRAIN_SEED_OFFSET + 10**6, index, config.knobs)
+        for r in records:
+            question = prompts.question_text(r["question"], r["options"])
+            lines += [question, prompts.answer_instruction(r["options"]), prompts.CROP_INTRO]
+            lines += [prompts.REGION_INSTRUCTION, r["answer"], json.dumps(targets_of(r))]
     return lines
 
 
