@@ -92,7 +92,7 @@ def calibrate_bundle(
 def _stage(report: Path, run: Callable[[], dict], log) -> dict:
     """A training stage's report: read back from an earlier run's staging folder, or run it now."""
     if report.exists():
-        log(f"resuming: keeping {report.parent if report.name == 'training.json' else report.stem}")
+        log(f"resuming: keeping the stage {report} records")
         return json.loads(report.read_text())
     result = run()
     report.write_text(json.dumps(result, indent=2) + "\n")

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from srice import prompts
 from srice.synth import SynthKnobs, make_image
 from srice.tinymodel import TinySpec, build_tiny_model
@@ -83,12 +85,6 @@ def tokenizer_corpus(config: TrainConfig, images: int = 400) -> list[str]:
             lines += [question, prompts.answer_instruction(r["options"]), prompts.CROP_INTRO]
             lines += [prompts.REGION_INSTRUCTION, r["answer"], json.dumps(targets_of(r))]
     return lines
-
-
-def _rng(index: int):
-    import numpy as np
-
-    return np.random.default_rng(index)
 
 
 class Encoder:
@@ -256,7 +252,7 @@ def held_out_accuracy(model_dir: Path, config: TrainConfig) -> dict:
     examples = []
     for index in range(config.eval_images):
         scene, image, records = make_image(config.seed + TRAIN_SEED_OFFSET + 2 * 10**6, index, config.knobs)
-        examples.extend(examples_for_image(scene, image, records, _rng(index), miss=0.0))
+        examples.extend(examples_for_image(scene, image, records, np.random.default_rng(index), miss=0.0))
     requests = [Request((Message("user", e.content),), max_tokens=12, top_logprobs=0) for e in examples]
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e, c in zip(examples, backend.generate(requests)):
