@@ -82,35 +82,40 @@ def examples_for_image(
     *,
     miss: float = 0.2,
     region_share: float = 1.0,
+    roles: Sequence[str] = ROLES,
+    context: float = 0.25,
+    min_side: int = 64,
 ) -> list[Example]:
     """The direct and crop examples of every question of one rendered scene, and the region example
-    of a ``region_share`` of them (naming the target is a copy task, learnt from few examples)."""
+    of a ``region_share`` of them (naming the target is a copy task, learnt from few examples).
+    ``context`` and ``min_side`` shape the crops (the agent's defaults; tighter ones early in
+    training, where the object fills the crop, teach the model to read crops at all)."""
     out = []
     for r in records:
         options = r["options"]
         text = prompts.question_text(r["question"], options)
         instruction = prompts.answer_instruction(options)
         answer = r["answer"]
-        out.append(Example((image, text, instruction), answer, "direct", r))
-        boxes = detector_boxes(scene, r, rng, miss)
-        labels = ("object",) * len(boxes)
-        regions = Regions(boxes=boxes, scores=np.ones(len(boxes)), labels=labels, image_size=image.size)
-        crop = crop_regions(image, regions).image
-        out.append(Example((image, text, prompts.CROP_INTRO, crop, instruction), answer, "crop", r))
-        if rng.random() < region_share:
+        if "direct" in roles:
+            out.append(Example((image, text, instruction), answer, "direct", r))
+        if "crop" in roles:
+            boxes = detector_boxes(scene, r, rng, miss)
+            labels = ("object",) * len(boxes)
+            regions = Regions(boxes=boxes, scores=np.ones(len(boxes)), labels=labels, image_size=image.size)
+            crop = crop_regions(image, regions, context=context, min_side=min_side).image
+            out.append(Example((image, text, prompts.CROP_INTRO, crop, instruction), answer, "crop", r))
+        if "region" in roles and rng.random() < region_share:
             reply = json.dumps(targets_of(r))
             out.append(Example((image, text, prompts.REGION_INSTRUCTION), reply, "region", r))
     return out
 
 
-def stream(
-    seed: int, knobs: SynthKnobs, *, start: int = 0, miss: float = 0.2, region_share: float = 1.0
-) -> Iterator[Example]:
+def stream(seed: int, knobs: SynthKnobs, *, start: int = 0, **options) -> Iterator[Example]:
     """An endless stream of examples from synthetic images ``start``, ``start + 1``, ... of ``seed``
-    (training uses seeds no evaluation split uses)."""
+    (training uses seeds no evaluation split uses); ``options`` go to ``examples_for_image``."""
     index = start
     while True:
         scene, image, records = make_image(seed, index, knobs)
         rng = np.random.default_rng([seed, index, 99])
-        yield from examples_for_image(scene, image, records, rng, miss=miss, region_share=region_share)
+        yield from examples_for_image(scene, image, records, rng, **options)
         index += 1

@@ -55,12 +55,23 @@ def toy_spec(seed: int) -> TinySpec:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Three phases: the vision tower alone on dense token labels (``vision_steps``, see
+    ``srice.toy_vision``); crop examples alone, cropped tight (``focus_steps``), where the object
+    fills the crop and the answer is plainly in the image; then every role with the agent's own crop
+    geometry (``steps``). Trained on every role from the start, the model learned the answers' text
+    priors and never looked at its images."""
+
     seed: int = 0
-    steps: int = 1300
+    steps: int = 500
+    focus_steps: int = 250
+    vision_steps: int = 150
+    vision_batch: int = 32  # views per vision step
     batch_size: int = 16
     lr: float = 1.5e-3
-    warmup: int = 100
+    warmup: int = 50
     weight_decay: float = 0.01
+    focus_context: float = 0.1  # crop geometry of the focus phase
+    focus_min_side: int = 8
     kinds: tuple[str, ...] = TOY_KINDS
     tiny_fraction: float = 0.5
     mc_fraction: float = 0.3
@@ -142,8 +153,9 @@ class Encoder:
         }
 
 
-def _batches(model_dir: str, config: TrainConfig) -> Iterator[dict]:
-    """Shuffled batches from the endless example stream (a small buffer mixes roles and images)."""
+def _batches(model_dir: str, config: TrainConfig, focus: bool) -> Iterator[dict]:
+    """Shuffled batches from the endless example stream (a small buffer mixes roles and images);
+    ``focus``: tight crop examples only, from images the later phase does not use."""
     import random
 
     import torch
@@ -153,9 +165,16 @@ def _batches(model_dir: str, config: TrainConfig) -> Iterator[dict]:
     encoder = Encoder(AutoProcessor.from_pretrained(model_dir))
     rng = random.Random(config.seed)
     buffer: list[Example] = []
-    examples = stream(
-        config.seed + TRAIN_SEED_OFFSET, config.knobs, miss=config.miss, region_share=config.region_share
-    )
+    if focus:
+        options = {
+            "roles": ("crop",),
+            "miss": 0.0,
+            "context": config.focus_context,
+            "min_side": config.focus_min_side,
+        }
+    else:
+        options = {"miss": config.miss, "region_share": config.region_share}
+    examples = stream(config.seed + TRAIN_SEED_OFFSET, config.knobs, start=10**6 if focus else 0, **options)
     size = config.batch_size
     for example in examples:
         buffer.append(example)
@@ -174,29 +193,53 @@ def _batches(model_dir: str, config: TrainConfig) -> Iterator[dict]:
             yield encoder.collate([encoder.encode(e) for e in batch])
 
 
-def _loader(model_dir: str, config: TrainConfig):
+def _loader(model_dir: str, config: TrainConfig, focus: bool):
     import torch
 
     class Batches(torch.utils.data.IterableDataset):
         def __iter__(self):
-            return _batches(model_dir, config)
+            return _batches(model_dir, config, focus)
 
     return torch.utils.data.DataLoader(Batches(), batch_size=None, num_workers=1, prefetch_factor=4)
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to a tenth."""
+def learning_rate(step: int, steps: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth, over one phase of ``steps``."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = (step - config.warmup) / max(1, steps - config.warmup)
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _train_phase(model, optimizer, loader, steps: int, config: TrainConfig, name: str, log) -> list[float]:
+    """``steps`` optimizer steps on ``loader``'s batches, with a fresh warm-up and decay."""
+    import torch
+
+    losses = []
+    began = time.perf_counter()
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, config)
+        loss = model(**next(loader)).loss  # float32: bf16 autocast measured slower at this size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 100 == 99 or step == steps - 1:
+            rate = (step + 1) * config.batch_size / (time.perf_counter() - began)
+            recent = losses[-100:]
+            log(f"{name} step {step + 1}: loss {sum(recent) / len(recent):.3f} ({rate:.1f} examples/s)")
+    return losses
 
 
 def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[str], None] = print) -> dict:
     """Build, train and save the toy MLLM in ``out``; returns the training report (also in
     ``out/training.json``)."""
     import torch
-    from transformers import AutoModelForImageTextToText
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from srice.toy_vision import VisionConfig, pretrain_vision
 
     out = Path(out)
     began = time.perf_counter()
@@ -206,35 +249,33 @@ def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[s
     model = AutoModelForImageTextToText.from_pretrained(str(out), dtype=torch.float32)
     model.train()
     params = sum(p.numel() for p in model.parameters())
-    log(f"toy MLLM: {params / 1e6:.2f} M parameters; {config.steps} steps of {config.batch_size}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    losses = []
-    loader = iter(_loader(str(out), config))
+    log(
+        f"toy MLLM: {params / 1e6:.2f} M parameters; {config.vision_steps} vision, {config.focus_steps} "
+        f"focus and {config.steps} full steps"
+    )
+    vision = pretrain_vision(
+        model, AutoProcessor.from_pretrained(str(out)), config.seed + TRAIN_SEED_OFFSET + 3 * 10**6,
+        config.knobs, VisionConfig(steps=config.vision_steps, batch_size=config.vision_batch), log=log,
+    )  # fmt: skip
     trained = time.perf_counter()
-    for step in range(config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config)
-        batch = next(loader)
-        loss = model(**batch).loss  # float32: bf16 autocast measured slower at this size
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % 100 == 99 or step == config.steps - 1:
-            rate = (step + 1) * config.batch_size / (time.perf_counter() - trained)
-            log(
-                f"step {step + 1}: loss {sum(losses[-100:]) / len(losses[-100:]):.3f} ({rate:.1f} examples/s)"
-            )
+    phases = {}
+    for name, steps, focus in (("focus", config.focus_steps, True), ("full", config.steps, False)):
+        if steps:
+            optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+            loader = _loader(str(out), config, focus)
+            losses = _train_phase(model, optimizer, iter(loader), steps, config, name, log)
+            phases[name] = {"steps": steps, "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4)}
+            del loader  # stops its worker
     train_seconds = time.perf_counter() - trained
     model.eval()
     model.to(torch.bfloat16).save_pretrained(out)  # half the bytes; backends load it as float32
     report = {
         "config": dataclasses.asdict(config),
         "parameters": params,
+        "vision": vision,
+        "phases": phases,
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - began, 1),
-        "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4),
         "held_out": held_out_accuracy(out, config),
     }
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")

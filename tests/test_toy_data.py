@@ -117,7 +117,7 @@ def test_encoder_labels_only_the_answer_and_the_end_token(tiny_model):
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth():
     config = TrainConfig(steps=1000, warmup=100, lr=1e-3)
-    rates = [learning_rate(s, config) for s in range(1000)]
+    rates = [learning_rate(s, 1000, config) for s in range(1000)]
     assert rates[0] == pytest.approx(1e-5) and rates[99] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(rates[100:], rates[101:]))
     assert rates[-1] == pytest.approx(1e-4, rel=1e-2)
