@@ -106,7 +106,7 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="tiny", help="base variant (default tiny)")
+    parser.add_argument("--variant", default="toy", help="base variant (default toy)")
     parser.add_argument("--model", help="base model folder (instead of --variant)")
     parser.add_argument(
         "--data", required=True, help="synthetic test folder (srice synth) or questions.jsonl"

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from srice.toy import PREDICT_SIZE, TOY_DIR
+from srice.toy import TOY_DIR, toy_yolo_options
 
 
 def srice(*args: str, env=None) -> str:
@@ -42,7 +42,7 @@ def detector_coverage(bundle: Path, data: Path) -> dict:
     from srice.tool_calibration import run_tool
     from srice.tools import get_tool
 
-    tool = get_tool("yolo", weights=str(bundle / "yolo.pt"), imgsz=PREDICT_SIZE, max_det=50)
+    tool = get_tool("yolo", **toy_yolo_options(bundle))
     examples, failed = run_tool(tool, load_coco(data / "annotations.json", data / "images"), targets="image")
     calibrator = load_calibrator(bundle / "calib" / "yolo.json")
     return {"images": len(examples), "failed": len(failed), **calibrator.evaluate(examples)}

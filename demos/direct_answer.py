@@ -1,4 +1,4 @@
-"""The Python API in a dozen lines: ask the embedded tiny model about an image, in-process.
+"""The Python API in a dozen lines: ask the embedded trained toy model about an image, in-process.
 
     .venv/bin/python demos/direct_answer.py [IMAGE] [QUESTION]
 
@@ -13,9 +13,9 @@ from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
 from srice.serving.variants import get_variant
 
-image = load_image(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("example.png"))
+image = load_image(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "examples" / "large_square.png")
 question = check_question(sys.argv[2] if len(sys.argv) > 2 else "What colour is the square?")
-backend = TransformersBackend(get_variant("tiny").model_path())
+backend = TransformersBackend(get_variant("toy").model_path())
 [completion] = backend.generate([direct_request(image, question)])
 print("answer:", completion.text)
 print("logprobs:", completion.summary())

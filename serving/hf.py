@@ -6,6 +6,7 @@ the logits, as vLLM reports them by default, so the two backends can be compared
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,16 @@ def _token_text(tokenizer, token_id: int) -> str:
     return tokenizer.decode([token_id]).rstrip("\ufffd")
 
 
+def _compressed_tensors(model: str | Path) -> bool:
+    """Whether a local checkpoint is quantized in the compressed-tensors format (srice compress
+    --method w4a16|fp8)."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return False
+    quantization = json.loads(config.read_text()).get("quantization_config") or {}
+    return quantization.get("quant_method") == "compressed-tensors" and bool(quantization.get("format"))
+
+
 class TransformersBackend:
     """Batched greedy or sampled generation with ``AutoModelForImageTextToText``."""
 
@@ -43,7 +54,14 @@ class TransformersBackend:
         self.name = f"transformers:{model}"
         self.processor = AutoProcessor.from_pretrained(str(model))
         self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model), dtype=getattr(torch, dtype))
+        load = {}
+        if device == "cpu" and _compressed_tensors(model):  # packed weights have no CPU kernels here
+            from transformers import CompressedTensorsConfig
+
+            load["quantization_config"] = CompressedTensorsConfig(dequantize=True)
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            str(model), dtype=getattr(torch, dtype), **load
+        )
         self.model.to(device).eval()
         self.device = device
         self.batch_size = batch_size

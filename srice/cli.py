@@ -422,7 +422,7 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def _serving_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", default="tiny", help="model variant from the registry (default: tiny)")
+    p.add_argument("--variant", default="toy", help="model variant from the registry (default: toy)")
     p.add_argument("--vllm", help="vllm executable (default: the one env/setup.sh installed)")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for vllm serve")
 

@@ -21,10 +21,10 @@ def embedded_options(name: str) -> dict:
     from srice.tools import tiny
 
     if name == "yolo":
-        from srice.toy import PREDICT_SIZE, TOY_DIR, has_toy_yolo
+        from srice.toy import has_toy_yolo, toy_yolo_options
 
         if has_toy_yolo():  # the shape detector trained with the toy model (srice train-toy)
-            return {"weights": str(TOY_DIR / "yolo.pt"), "imgsz": PREDICT_SIZE, "max_det": 50}
+            return toy_yolo_options()
         return {"weights": str(tiny.tiny_yolo()), "max_det": 50}
     if name == "owl":
         return {"weights": str(tiny.tiny_owl()), "max_det": 50}

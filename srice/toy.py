@@ -6,8 +6,6 @@ questions out of the box (built by ``srice train-toy``; see ``srice/assets/toy/m
 - ``calib/``: the detector's conformal calibrator and the uncertainty calibration, used by default
   with the ``toy`` variant.
 
-Status: the training code is in place and tested at small sizes; the bundle itself is not committed
-yet (see issue 6's notes), so the tiny random-weight models remain the defaults until it is.
 """
 
 from __future__ import annotations
@@ -22,6 +20,9 @@ TOY_DIR = Path(os.environ.get("SRICE_TOY_DIR") or Path(__file__).parent / "asset
 # The detector predicts at twice the synthetic world's longest side, the scale it trained at: a 6 px
 # object then spans more than one stride-8 cell, so YOLO's assigner had an anchor inside it to learn from.
 PREDICT_SIZE = 2 * 1344
+# The detector reports boxes down to this confidence; its conformal calibrator (calib/yolo.json) then
+# picks the threshold that keeps recall >= 1 - alpha, which it can only do from low-confidence boxes.
+DETECTOR_CONF = 0.05
 
 
 def toy_path(name: str, root: Path = TOY_DIR) -> Path:
@@ -34,3 +35,8 @@ def toy_path(name: str, root: Path = TOY_DIR) -> Path:
 
 def has_toy_yolo(root: Path = TOY_DIR) -> bool:
     return (root / "yolo.pt").is_file()
+
+
+def toy_yolo_options(root: Path = TOY_DIR) -> dict:
+    """How the toy detector is run everywhere: calibration, the embedded ``yolo`` tool, benchmarks."""
+    return {"weights": str(root / "yolo.pt"), "imgsz": PREDICT_SIZE, "conf": DETECTOR_CONF, "max_det": 50}

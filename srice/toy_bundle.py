@@ -55,7 +55,8 @@ def calibrate_bundle(
     from srice.serving.hf import TransformersBackend
     from srice.synth import generate
     from srice.tool_calibration import calibrate, make_calibrator, run_tool
-    from srice.toolset import build_tools
+    from srice.tools import get_tool
+    from srice.toy import toy_yolo_options
     from srice.us_calibration import calibrate_uncertainty, load_questions
 
     calib = out / "calib"
@@ -64,7 +65,7 @@ def calibrate_bundle(
         data = Path(tmp) / "synth"
         generate(data, seed=seed + CALIB_SEED_OFFSET, n=questions, kinds=TOY_KINDS)
         began = time.perf_counter()
-        [yolo] = build_tools(["yolo"], {"yolo": str(out / "yolo.pt")})
+        yolo = get_tool("yolo", **toy_yolo_options(out))
         records = load_coco(data / "annotations.json", data / "images")
         examples, failed = run_tool(yolo, records, targets="image")
         run = calibrate(examples, make_calibrator("sequential", ALPHA), holdout=0.3, seed=seed)

@@ -44,12 +44,16 @@ class Example:
 
 
 def targets_of(record: dict) -> list[str]:
-    """The phrases the region stage should name: the question's referring expressions, or for a
-    presence question the colour and shape it asks about."""
+    """What the region stage should name: the shape of each object the question is about ("What
+    colour is the small star?" -> ["star"]). The shape is all the detector matches on; copying
+    whole referring expressions out of the question was a copy task the toy model had not learnt
+    after 1300 steps (region accuracy 0.01-0.07), picking one of six shapes is a choice it can learn."""
     if record["meta"]["refers"]:
-        return list(record["meta"]["refers"])
-    words = record["question"].rstrip("?").split()
-    return [" ".join(words[-2:])] if record["kind"] == "exists" else []
+        phrases = list(record["meta"]["refers"])
+    else:
+        phrases = [record["question"].rstrip("?").split()[-1]] if record["kind"] == "exists" else []
+    shapes = [_shape_of(p) for p in phrases]
+    return list(dict.fromkeys(s for s in shapes if s))
 
 
 def _shape_of(phrase: str) -> str | None:
@@ -60,7 +64,7 @@ def detector_boxes(scene: Scene, record: dict, rng: np.random.Generator, miss: f
     """What a calibrated shape detector would return for this question: every object of the target
     shape(s), each box jittered by up to a quarter of its size; with probability ``miss`` a wrong
     result instead (a random other object, or nothing)."""
-    shapes = {_shape_of(t) for t in targets_of(record)} - {None}
+    shapes = set(targets_of(record))
     hits = [o for o in scene.objects if o.shape in shapes]
     if rng.random() < miss or not hits:
         others = [o for o in scene.objects if o.shape not in shapes]

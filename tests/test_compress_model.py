@@ -22,6 +22,7 @@ from conftest import run_srice, scene
 from srice.compress import compress, masks
 from srice.compress.api import register
 from srice.prompts import direct_request
+from srice.serving.hf import TransformersBackend
 from srice.tinymodel import TinySpec, tiny_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,8 +168,12 @@ def test_quantized_checkpoint_is_compressed_tensors_and_loads_in_transformers(
     assert any(k.endswith("weight_packed" if method == "w4a16" else "weight_scale") for k in after)
     vision = [k for k in before if "visual" in k]
     assert all(torch.equal(before[k], after[k]) for k in vision)
-    # transformers on CPU runs compressed-tensors checkpoints dequantized
+    # transformers on CPU runs compressed-tensors checkpoints dequantized (the backend does it itself)
     assert _answer(result.out_dir, quantization_config=CompressedTensorsConfig(dequantize=True))
+    [completion] = TransformersBackend(result.out_dir).generate(
+        [direct_request(scene(seed=2), "What colour is the square?", max_tokens=4)]
+    )
+    assert completion.tokens
 
 
 def test_register_inherits_serving_args_and_fixes_w4a16_dtype(tiny4, calib, tmp_path, monkeypatch):

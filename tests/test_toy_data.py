@@ -9,6 +9,7 @@ import pytest
 
 from srice import prompts
 from srice.synth import SynthKnobs, make_image
+from srice.synth_scene import SHAPES
 from srice.targets import parse_targets
 from srice.toy_data import detector_boxes, examples_for_image, targets_of
 from srice.train_toy import Encoder, TrainConfig, learning_rate
@@ -56,10 +57,11 @@ def test_targets_name_the_object_the_question_is_about():
         for r in records:
             targets = targets_of(r)
             seen.add(r["kind"])
-            if r["kind"] == "exists":  # "Is there a red star?" -> ["red star"]
-                assert targets == [" ".join(r["question"].rstrip("?").split()[-2:])]
-            else:
-                assert targets == r["meta"]["refers"] and targets
+            if r["kind"] == "exists":  # "Is there a red star?" -> ["star"]
+                assert targets == [r["question"].rstrip("?").split()[-1]]
+            else:  # "What colour is the small star?" -> ["star"]
+                assert targets == [p.split()[-1] for p in r["meta"]["refers"]] and targets
+            assert set(targets) <= set(SHAPES)
     assert seen == {"colour", "exists", "colour_mc"}
 
 

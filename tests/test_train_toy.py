@@ -30,7 +30,14 @@ def test_a_failed_stage_keeps_what_the_earlier_stages_trained(tmp_path):
             tmp_path / "bundle",
             seed=3,
             mllm=TrainConfig(
-                steps=3, focus_steps=2, vision_steps=2, vision_batch=4, batch_size=4, warmup=1, eval_images=2
+                steps=3,
+                focus_steps=2,
+                region_steps=2,
+                vision_steps=2,
+                vision_batch=4,
+                batch_size=4,
+                warmup=1,
+                eval_images=2,
             ),
             yolo=YoloConfig(images=3, tiles_per_image=2, epochs=1, batch=4),
             calib_questions=90,
