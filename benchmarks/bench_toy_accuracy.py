@@ -61,6 +61,7 @@ def main() -> None:
 
     bundle = Path(args.bundle).resolve()
     work = Path(args.out or tempfile.mkdtemp(prefix="srice-toy-eval-"))
+    work.mkdir(parents=True, exist_ok=True)
     data, results = work / "test", work / "eval"
     env = dict(os.environ)
     # the bundle's model as a temporary variant, served like the tiny one, with the bundle's calibration

@@ -13,7 +13,9 @@ from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
 from srice.serving.variants import get_variant
 
-image = load_image(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "examples" / "large_square.png")
+image = load_image(
+    sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "examples" / "large_square.png"
+)
 question = check_question(sys.argv[2] if len(sys.argv) > 2 else "What colour is the square?")
 backend = TransformersBackend(get_variant("toy").model_path())
 [completion] = backend.generate([direct_request(image, question)])

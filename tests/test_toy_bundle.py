@@ -1,8 +1,9 @@
 """The trained toy bundle in the repo: intact, small, the default, and actually trained.
 
 The accuracy checks are loose bounds measured on a few dozen fresh synthetic questions: a
-random-weight or broken model fails them (chance is 1/8 for colours), a trained one passes with room.
-The full measurement, with intervals, is benchmarks/bench_toy_accuracy.py.
+random-weight model, or one that answers from text priors alone (crop and direct answers equal),
+fails them; the trained one passes with room. The full measurement, with intervals, is
+benchmarks/bench_toy_accuracy.py.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def toy_backend():
 def fresh_examples():
     """Questions from a synth seed no training or calibration stage used, with a perfect detector."""
     out = []
-    for index in range(16):
+    for index in range(32):
         scene, image, records = make_image(11, index, KNOBS)
         rng = np.random.default_rng(index)
         out += examples_for_image(scene, image, records, rng, miss=0.0, region_share=1.0)
@@ -74,11 +75,16 @@ def _select(examples, role, tiny):
     return [e for e in examples if e.role == role and (e.record["meta"]["target_size"] == "tiny") == tiny]
 
 
-def test_the_model_reads_what_it_can_see_and_names_its_targets(toy_backend, fresh_examples):
-    assert _accuracy(toy_backend, _select(fresh_examples, "direct", tiny=False)) >= 0.6
-    assert _accuracy(toy_backend, _select(fresh_examples, "crop", tiny=True)) >= 0.6
+def test_the_model_reads_colours_from_crops_and_names_its_targets(toy_backend, fresh_examples):
+    """Colour questions (chance 1/8): read from the zoomed crop, much better than from the full
+    view, where most targets are a few pixels. (Presence and multiple choice are not learnt by
+    this toy: it answers them from priors; see the README.)"""
+    colour = [e for e in fresh_examples if e.record["kind"] == "colour"]
+    crop = _accuracy(toy_backend, [e for e in colour if e.role == "crop"])
+    direct = _accuracy(toy_backend, [e for e in colour if e.role == "direct"])
+    assert crop >= 0.3 and crop >= direct + 0.1, (crop, direct)
     regions = [e for e in fresh_examples if e.role == "region"]
-    assert _accuracy(toy_backend, regions) >= 0.8
+    assert _accuracy(toy_backend, regions) >= 0.9
 
 
 @pytest.fixture(scope="module")
@@ -99,5 +105,5 @@ def test_vllm_serves_the_toy_model_with_the_same_greedy_answers(toy_server, toy_
     local = toy_backend.generate(requests)
     assert [c.text for c in served] == [c.text for c in local]
     for a, b in zip(served, local):  # first-token logprobs, what the uncertainty score reads
-        assert a.tokens[0].token_id == b.tokens[0].token_id
+        assert a.tokens[0].token == b.tokens[0].token
         assert a.tokens[0].logprob == pytest.approx(b.tokens[0].logprob, abs=2e-2)

@@ -64,7 +64,8 @@ def test_calibrate_bundle_fits_both_calibrations_on_its_own_split(tmp_path):
     report = calibrate_bundle(tmp_path, seed=3, questions=90, log=lambda text: None)
     assert report["data_seed"] == 5003 and report["detector"]["images"] >= 26
     assert report["detector"]["holdout"]["n"] > 0
-    assert load_calibrator(tmp_path / "calib" / "yolo.json").alpha == 0.1
+    calibrator = load_calibrator(tmp_path / "calib" / "yolo.json")  # sequential: alpha per step
+    assert calibrator.threshold.alpha == calibrator.margins.alpha == 0.1
     assert UncertaintyCalibration.load(tmp_path / "calib" / "uncertainty.json").n_open > 0
 
 
