@@ -10,7 +10,7 @@ uses (``srice.prompts``), so it is trained on three kinds of example per synthet
   objects or nothing useful: the right answer stays the same, so the model learns to trust a crop
   only when the object asked about is in it, and to say so through its uncertainty;
 - ``region``: the full image, the question and the region instruction, answered with the JSON list
-  of the question's referring expressions (what the agent parses into detector targets).
+  of the shapes the question is about (what the agent parses into detector targets).
 
 Images are rendered at their synthetic size (672-1344 px) and shrunk by the model's processor to its
 image-token budget, exactly as at inference, so tiny objects stay unreadable in the full view
@@ -30,7 +30,7 @@ from srice import prompts
 from srice.synth import SynthKnobs, make_image
 from srice.synth_scene import SHAPES, Scene
 from srice.tools.regions import Regions
-from srice.visual import crop_regions
+from srice.visual import Crop, crop_regions
 
 ROLES = ("direct", "crop", "region")
 
@@ -78,6 +78,14 @@ def detector_boxes(scene: Scene, record: dict, rng: np.random.Generator, miss: f
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
 
+def detector_crop(scene: Scene, image: Image.Image, record: dict, rng, miss: float, **geometry) -> Crop:
+    """The agent's zoomed crop around ``detector_boxes`` (``geometry``: ``crop_regions`` options)."""
+    boxes = detector_boxes(scene, record, rng, miss)
+    labels = ("object",) * len(boxes)
+    regions = Regions(boxes=boxes, scores=np.ones(len(boxes)), labels=labels, image_size=image.size)
+    return crop_regions(image, regions, **geometry)
+
+
 def examples_for_image(
     scene: Scene,
     image: Image.Image,
@@ -103,10 +111,7 @@ def examples_for_image(
         if "direct" in roles:
             out.append(Example((image, text, instruction), answer, "direct", r))
         if "crop" in roles:
-            boxes = detector_boxes(scene, r, rng, miss)
-            labels = ("object",) * len(boxes)
-            regions = Regions(boxes=boxes, scores=np.ones(len(boxes)), labels=labels, image_size=image.size)
-            crop = crop_regions(image, regions, context=context, min_side=min_side).image
+            crop = detector_crop(scene, image, r, rng, miss, context=context, min_side=min_side).image
             out.append(Example((image, text, prompts.CROP_INTRO, crop, instruction), answer, "crop", r))
         if "region" in roles and rng.random() < region_share:
             reply = json.dumps(targets_of(r))

@@ -4,7 +4,7 @@ Why: trained from scratch on questions alone, the toy model learned the answers'
 ignored its images (its crop answers equalled its direct answers after 1300 steps). One answer per
 example is a thin signal for a random vision tower; the synthetic scenes know what lies under every
 image token, so each view gives ~49 labels instead. A few minutes of this gives visual tokens whose
-colour a linear head reads at ~97%, and question training starts from features worth attending to.
+colour a linear head reads at ~93%, and question training starts from features worth attending to.
 
 Labels live on the merged-token grid the language model sees (2x2 patches of 14 px): a token is
 labelled with the object covering the largest share of it, if that share is at least ``COVER``. A
@@ -23,9 +23,7 @@ from PIL import Image
 
 from srice.synth import SynthKnobs, make_image
 from srice.synth_scene import PALETTE, SHAPES, TEXTURES, Scene
-from srice.tools.regions import Regions
-from srice.toy_data import detector_boxes
-from srice.visual import crop_regions
+from srice.toy_data import detector_crop
 
 ATTRIBUTES = {
     "colour": ("background", *PALETTE),
@@ -76,14 +74,7 @@ def views(
         scene, image, records = make_image(seed, index, knobs)
         yield image, scene, (0, 0, image.width, image.height)
         for r in records:
-            boxes = detector_boxes(scene, r, rng, miss)
-            regions = Regions(
-                boxes=boxes,
-                scores=np.ones(len(boxes)),
-                labels=("object",) * len(boxes),
-                image_size=image.size,
-            )
-            crop = crop_regions(image, regions)
+            crop = detector_crop(scene, image, r, rng, miss)
             yield crop.image, scene, crop.box
         index += 1
 

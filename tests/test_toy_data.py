@@ -133,3 +133,23 @@ def test_tile_labels_keep_objects_that_mostly_show():
     assert len(lines) == 1
     # the same half-visible object is kept when half is enough
     assert len(_labels(boxes, [0, 1, 2, 3], 100, 0, 384, 0.5)) == 2
+
+
+def test_token_labels_mark_visible_objects_and_leave_full_view_specks_as_background():
+    from srice.toy_vision import ATTRIBUTES, token_labels
+
+    scene, image, _ = next(
+        s
+        for s in _images()
+        if any(o.size == "large" for o in s[0].objects) and any(o.size == "tiny" for o in s[0].objects)
+    )
+    grid = (7, 7)
+    full = token_labels(scene, (0, 0, image.width, image.height), grid)
+    colours = {ATTRIBUTES["colour"][v] for v in full[0] if v}
+    assert colours and colours <= {o.colour for o in scene.objects if o.size != "tiny"}
+    tiny = next(o for o in scene.objects if o.size == "tiny")
+    x1, y1, x2, y2 = tiny.box  # the same speck, zoomed: a 64 px window around it
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    zoom = token_labels(scene, (cx - 32, cy - 32, cx + 32, cy + 32), grid)
+    assert ATTRIBUTES["colour"].index(tiny.colour) in zoom[0].tolist()
+    assert ATTRIBUTES["shape"].index(tiny.shape) in zoom[1].tolist()
