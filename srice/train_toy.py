@@ -267,10 +267,11 @@ def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[s
     ):
         if steps:
             optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-            loader = _loader(str(out), config, name)
-            losses = _train_phase(model, optimizer, iter(loader), steps, config, name, log)
+            # the phase's iterator (and its worker process) ends with _train_phase
+            losses = _train_phase(
+                model, optimizer, iter(_loader(str(out), config, name)), steps, config, name, log
+            )
             phases[name] = {"steps": steps, "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4)}
-            del loader  # stops its worker
     train_seconds = time.perf_counter() - trained
     model.eval()
     model.to(torch.bfloat16).save_pretrained(out)  # half the bytes; backends load it as float32
