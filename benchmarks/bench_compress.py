@@ -2,11 +2,13 @@
 
 Ratios come from one run on one machine (these machines are noisy; compare within a run only):
 - pruning time: our Wanda vs llm-compressor's Wanda on the same model, data and sparsity;
-- accuracy on a synthetic test set (``srice synth``), direct pathway only (``srice.evaluate``), for
-  dense, uniform Wanda, OWL-Wanda and SparseGPT at each sparsity, depth-pruned variants and W4A16;
+- accuracy on a synthetic test set (``srice synth``) for dense, uniform Wanda, OWL-Wanda and SparseGPT
+  at each sparsity, depth-pruned variants and W4A16: the direct pathway (``srice.evaluate``), its
+  colour questions, colour read from a crop of the true target box (what the toy model can do; its
+  direct answers are mostly priors), and the share of direct answers identical to dense's;
 - serving latency: median single-request latency through ``vllm serve``, as a ratio to dense.
 
-    .venv/bin/srice synth --seed 7 --n 300 --out /tmp/synth-test
+    .venv/bin/srice synth --seed 7 --n 300 --kinds colour,exists,colour_mc --out /tmp/synth-test
     .venv/bin/python benchmarks/bench_compress.py --variant toy --data /tmp/synth-test
     .venv/bin/python benchmarks/bench_compress.py --variant tiny --data DIR --smoke --no-serve  # quick check
 
@@ -36,6 +38,10 @@ class Row:
     manifest: dict | None = None
     accuracy: float | None = None
     latency_ms: float | None = None
+    colour: float | None = None  # direct, colour questions only
+    crop: float | None = None  # colour questions, crop of the true target box
+    answers: dict | None = None  # direct answer by question id, for agreement with dense
+    agree: float | None = None
     note: str = ""
 
 
@@ -70,27 +76,25 @@ def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Pa
 
 
 def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool) -> None:
-    from srice import evaluate
-    from srice.agent import Agent, AgentConfig
+    from contextlib import ExitStack
+
     from srice.images import load_image
     from srice.prompts import direct_request
 
-    config = AgentConfig(max_tokens=args.max_tokens)
-    out = work / f"eval-{row.name}"
-    if not serve:
-        from srice.serving.hf import TransformersBackend
+    with ExitStack() as stack:
+        if serve:
+            from srice.serving.launcher import server_for
+            from srice.serving.openai_http import OpenAIBackend
 
-        backend = TransformersBackend(variant.model_path())
-        evaluate.run(Agent(backend, (), config=config), items, out, batch_size=16)
-        row.accuracy = evaluate.summarize(evaluate.all_records(out))["overall"]["direct"]
-        return
-    from srice.serving.launcher import server_for
-    from srice.serving.openai_http import OpenAIBackend
+            server = stack.enter_context(server_for(variant, log_path=work / f"vllm-{row.name}.log"))
+            backend = OpenAIBackend(server.url, variant.served_name, concurrency=16, timeout=120)
+        else:
+            from srice.serving.hf import TransformersBackend
 
-    with server_for(variant, log_path=work / f"vllm-{row.name}.log") as server:
-        backend = OpenAIBackend(server.url, variant.served_name, concurrency=16, timeout=120)
-        evaluate.run(Agent(backend, (), config=config), items, out, batch_size=64)
-        row.accuracy = evaluate.summarize(evaluate.all_records(out))["overall"]["direct"]
+            backend = TransformersBackend(variant.model_path())
+        accuracy(row, backend, items, args, work)
+        if not serve:
+            return
         requests = [
             direct_request(load_image(i.image), i.question, i.options, max_tokens=args.max_tokens)
             for i in items[: args.latency_n]
@@ -102,6 +106,48 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
             backend.generate([r])
             singles.append(time.perf_counter() - began)
         row.latency_ms = statistics.median(singles) * 1000
+
+
+def accuracy(row: Row, backend, items, args, work: Path) -> None:
+    """Direct-pathway accuracy (all questions and colour ones), plus the toy's real skill: colour read
+    from a crop of the true target box (a perfect detector), which the direct view mostly cannot show."""
+    from srice import evaluate
+    from srice.agent import Agent, AgentConfig
+    from srice.images import load_image
+    from srice.metrics import score
+    from srice.prompts import pathway_request
+    from srice.tools.regions import Regions
+    from srice.visual import crop_regions
+
+    out = work / f"eval-{row.name}"
+    evaluate.run(
+        Agent(backend, (), config=AgentConfig(max_tokens=args.max_tokens)), items, out, batch_size=64
+    )
+    records = evaluate.all_records(out)
+    row.accuracy = evaluate.summarize(records)["overall"]["direct"]
+    row.answers = {r["id"]: r["answer"] for r in records}
+    colour = [r["score"] for r in records if r["kind"] == "colour"]
+    row.colour = sum(colour) / len(colour) if colour else None
+    boxed = [i for i in items if i.kind == "colour" and i.meta.get("target_box")]
+    requests = []
+    for i in boxed:
+        image = load_image(i.image)
+        truth = Regions([i.meta["target_box"]], [1.0], ("target",), image.size)
+        view = crop_regions(image, truth).image
+        requests.append(pathway_request(image, view, i.question, i.options, max_tokens=args.max_tokens))
+    crops = backend.generate(requests) if requests else []
+    row.crop = sum(score(i, c.text) for i, c in zip(boxed, crops)) / len(boxed) if boxed else None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _agreement(row: Row, dense: Row) -> float | None:
+    if not row.answers or not dense.answers:
+        return None
+    shared = row.answers.keys() & dense.answers.keys()
+    return sum(row.answers[k] == dense.answers[k] for k in shared) / len(shared) if shared else None
 
 
 def main() -> None:
@@ -171,15 +217,18 @@ def main() -> None:
         rows.append(row)
 
     dense = rows[0]
-    print(f"\nbase {base_path} ({base.name}); {len(items)} questions from {data}; direct pathway")
-    print("| variant | method | setting | achieved sparsity | layers | accuracy | vs dense | latency ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\nbase {base_path} ({base.name}); {len(items)} questions from {data}")
+    print("accuracy: direct pathway; colour: direct, colour questions; crop: colour read from a crop of the")
+    print("true target box; agree: share of direct answers identical to dense's")
+    print(
+        "| variant | method | setting | achieved sparsity | layers | accuracy | vs dense | colour | crop "
+        "| agree | latency ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m = r.manifest or {}
         achieved = m.get("achieved", {}).get("overall")
-        layers = len(m["depth"]["kept_layers"]) if "depth" in m else "all"
-        acc = "-" if r.accuracy is None else f"{r.accuracy:.3f}"
-        delta = "-" if r.accuracy is None or dense.accuracy is None else f"{r.accuracy - dense.accuracy:+.3f}"
+        r.agree = _agreement(r, dense)
         ratio = (
             f"{r.latency_ms / dense.latency_ms:.2f}x ({r.latency_ms:.0f} ms)"
             if r.latency_ms and dense.latency_ms
@@ -189,12 +238,16 @@ def main() -> None:
             r.name,
             r.method,
             r.setting,
-            "-" if achieved is None else f"{achieved:.3f}",
-            layers,
-            acc,
-            delta,
+            _fmt(achieved),
+            len(m["depth"]["kept_layers"]) if "depth" in m else "all",
+            _fmt(r.accuracy),
+            "-" if r.accuracy is None or dense.accuracy is None else f"{r.accuracy - dense.accuracy:+.3f}",
+            _fmt(r.colour),
+            _fmt(r.crop),
+            _fmt(r.agree),
+            ratio,
         ]
-        print("| " + " | ".join(str(c) for c in cells + [ratio]) + " |" + (f" {r.note}" if r.note else ""))
+        print("| " + " | ".join(str(c) for c in cells) + " |" + (f" {r.note}" if r.note else ""))
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -206,6 +259,9 @@ def main() -> None:
                             "method": r.method,
                             "setting": r.setting,
                             "accuracy": r.accuracy,
+                            "colour": r.colour,
+                            "crop": r.crop,
+                            "agree": r.agree,
                             "latency_ms": r.latency_ms,
                             "manifest": r.manifest,
                             "note": r.note,

@@ -57,6 +57,7 @@ def main() -> None:
     )
     parser.add_argument("--out", help="keep the split and the eval records here (default: a temp folder)")
     parser.add_argument("--pathways", default="yolo")
+    parser.add_argument("--top-views", type=int, default=0, help="srice eval --top-views K")
     args = parser.parse_args()
 
     bundle = Path(args.bundle).resolve()
@@ -78,7 +79,7 @@ def main() -> None:
     if not (data / "questions.jsonl").exists():
         srice("synth", "--seed", str(args.seed), "--n", str(args.n), "--kinds", "colour,exists,colour_mc",
               "--out", str(data))  # fmt: skip
-    tools = ["--pathways", args.pathways]
+    tools = ["--pathways", args.pathways, "--top-views", str(args.top_views)]
     questions = str(data / "questions.jsonl")
     table = srice("eval", "--variant", variant, "--data", questions, "--out", str(results), *tools, env=env)
     print(f"# toy bundle {bundle} on synth seed {args.seed} (n={args.n})\n")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from srice.errors import InputError, SriceError
@@ -47,6 +48,10 @@ class AgentConfig:
     tool_timeout: float = 120.0  # seconds per tool over the whole batch
     tool_workers: int = 2
     early_exit: float | None = None  # skip tools when the direct US score is <= this (off: None)
+    # Also show each of a detector's k best calibrated regions as its own pathway (0: union only).
+    # Conformal recall keeps every plausible box, so the union of a weak detector's boxes can cover
+    # most of the image: no zoom. Its best box alone is a real zoom, and US selection decides.
+    top_views: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class Agent:
             raise InputError(f"tool names must be unique, not 'direct' and without '[': {names}")
         if config.view not in ("crop", "boxes"):
             raise InputError(f"view must be 'crop' or 'boxes', got {config.view!r}")
+        if config.top_views < 0:
+            raise InputError(f"top_views must be >= 0, got {config.top_views}")
         self.backend = backend
         self.tools = list(tools)
         self.calibrators = dict(calibrators or {})
@@ -223,7 +230,8 @@ class Agent:
     def _pathways(self, w: _Work, tool, output, seconds: float) -> list[PathwayTrace]:
         """Calibrate one tool's output and build its view(s). A tool with ``separate_views`` (the
         zoom grid) gives one pathway per region, named ``tool[i]``: the union of a grid is the whole
-        image, while each cell alone is a real zoom. Others give one pathway showing their union.
+        image, while each cell alone is a real zoom. Others give one pathway showing their union and,
+        with ``top_views`` k, one ``tool[i]`` for each of their k highest-scoring regions (i = rank).
         """
         name = tool.name
         p = PathwayTrace(name, targets=w.answer.targets, tool_seconds=seconds)
@@ -237,17 +245,23 @@ class Agent:
         except SriceError as e:
             p.error = f"{type(e).__name__}: {e}"
             return [p]
-        if getattr(tool, "separate_views", False) and len(regions) > 1:
-            share = seconds / len(regions)
-            views = [
-                (
-                    PathwayTrace(f"{name}[{i}]", w.answer.targets, p.regions, tool_seconds=share),
-                    regions.select([i]),
-                )
-                for i in range(len(regions))
-            ]
+        separate = getattr(tool, "separate_views", False)
+        if len(regions) < 2:
+            singles = []
+        elif separate:
+            singles = list(range(len(regions)))
         else:
-            views = [(p, regions)]
+            singles = [int(i) for i in np.argsort(-regions.scores, kind="stable")[: self.config.top_views]]
+        views = [] if separate and singles else [(p, regions)]
+        share = seconds / (len(views) + len(singles))
+        p.tool_seconds = share
+        views += [
+            (
+                PathwayTrace(f"{name}[{rank}]", w.answer.targets, p.regions, tool_seconds=share),
+                regions.select([i]),
+            )
+            for rank, i in enumerate(singles)
+        ]
         for trace, shown in views:
             trace.calibrated = shown.to_json()
             try:

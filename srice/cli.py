@@ -95,7 +95,9 @@ def _agent_for(args, backend):
         raise SriceError(
             "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
         )
-    config = AgentConfig(max_tokens=args.max_tokens, view=args.view, early_exit=early_exit)
+    config = AgentConfig(
+        max_tokens=args.max_tokens, view=args.view, early_exit=early_exit, top_views=args.top_views
+    )
     return Agent(backend, tools, calibrators, config, uncertainty=score)
 
 
@@ -409,6 +411,13 @@ def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
     )
     p.add_argument(
         "--view", choices=("crop", "boxes"), default="crop", help="what tool pathways show the model"
+    )
+    p.add_argument(
+        "--top-views",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also show each detector's K best calibrated regions as pathways TOOL[0..K-1] (default 0)",
     )
 
 

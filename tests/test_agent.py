@@ -14,7 +14,7 @@ import pytest
 
 from conftest import scene
 from srice.agent import Agent, AgentConfig, Item
-from srice.errors import ToolError
+from srice.errors import InputError, ToolError
 from srice.serving.openai_http import OpenAIBackend
 from srice.serving.types import Completion, TokenLogprob
 from srice.tools import get_tool
@@ -190,3 +190,34 @@ def test_malformed_region_replies_parse_or_fall_back_to_the_whole_image(reply, t
     answer = Agent(backend, [get_tool("zoom", grid=1)]).answer(scene(), "Which?", ["x", "y"])
     assert answer.targets == targets and answer.answer == "A"
     assert answer.trace[1].view_box == (0, 0, 320, 240)  # whole image
+
+
+class Three:
+    """A detector stand-in with three boxes of known scores (no model needed for view bookkeeping)."""
+
+    name = "three"
+    boxes = [[0, 0, 40, 40], [200, 100, 240, 140], [100, 180, 120, 200]]
+
+    def __call__(self, image, targets):
+        return Regions(self.boxes, [0.2, 0.9, 0.5], ["circle"] * 3, image.size, "three")
+
+    def batch(self, images, targets):
+        return [self(i, t) for i, t in zip(images, targets)]
+
+
+def test_top_views_add_one_pathway_per_best_region_in_score_order():
+    backend = Counting(Scripted({"direct": {"A": 0.5, "B": 0.5}, "view": {"A": 0.9, "B": 0.1}}))
+    agent = Agent(backend, [Three()], config=AgentConfig(top_views=2))
+    answer = agent.answer(scene(), "Which?", ["x", "y"])
+    assert [p.name for p in answer.trace] == ["direct", "three", "three[0]", "three[1]"]
+    assert answer.pathway_trace("three").calibrated["boxes"] == Three.boxes  # the union view stays
+    assert answer.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[1]]  # score 0.9
+    assert answer.pathway_trace("three[1]").calibrated["boxes"] == [Three.boxes[2]]  # score 0.5
+    x1, y1, x2, y2 = answer.pathway_trace("three[0]").view_box
+    assert x1 <= 200 and y1 <= 100 and x2 >= 240 and y2 >= 140 and (x2 - x1) < 160  # a zoom on it
+    assert backend.calls == [2, 3] and answer.mllm_calls == 5
+    assert answer.pathway == "three"  # equal US among the views: the first (union) wins
+    plain = Agent(Scripted({"direct": {"A": 1.0}, "view": {"A": 1.0}}), [Three()]).answer(scene(), "Which?")
+    assert [p.name for p in plain.trace] == ["direct", "three"]
+    with pytest.raises(InputError, match="top_views"):
+        Agent(backend, [Three()], config=AgentConfig(top_views=-1))
