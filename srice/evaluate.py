@@ -119,6 +119,10 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
             "covered": None if u is None or not labelled else set_covers(u.prediction_set, item),
             "seconds": round(p.tool_seconds + p.model_seconds, 4),
             "error": p.error,
+            # what a tool pathway showed: its calibrated regions' count and best score, and the window
+            "regions": None if p.calibrated is None else len(p.calibrated["scores"]),
+            "region_score": max(p.calibrated["scores"], default=None) if p.calibrated else None,
+            "view_box": list(p.view_box) if p.view_box else None,
         }
     scores = [p["score"] for p in pathways.values() if p["score"] is not None]
     return {

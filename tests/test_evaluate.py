@@ -71,6 +71,9 @@ def test_eval_end_to_end(questions, vllm_server, tmp_path):
     fine = next(rec for rec in records if rec["id"] == "q1")
     assert set(fine["pathways"]) == {"direct", "zoom[0]", "zoom[1]", "zoom[2]", "zoom[3]"}
     assert fine["oracle_score"] == max(p["score"] for p in fine["pathways"].values())
+    direct, cell = fine["pathways"]["direct"], fine["pathways"]["zoom[0]"]
+    assert direct["regions"] is None and direct["view_box"] is None
+    assert cell["regions"] == 1 and cell["view_box"][:2] == [0, 0]  # the grid's top-left cell
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 24 and summary["errors"] == 1
     assert set(summary["by_kind"]) == {"shape", "colour"} and set(summary["by_target_size"]) == {
