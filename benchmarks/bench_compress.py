@@ -111,30 +111,23 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
 def accuracy(row: Row, backend, items, args, work: Path) -> None:
     """Direct-pathway accuracy (all questions and colour ones), plus the toy's real skill: colour read
     from a crop of the true target box (a perfect detector), which the direct view mostly cannot show."""
+    from bench_toy_ceiling import true_box_request  # a script beside this one
+
     from srice import evaluate
     from srice.agent import Agent, AgentConfig
     from srice.images import load_image
     from srice.metrics import score
-    from srice.prompts import pathway_request
-    from srice.tools.regions import Regions
-    from srice.visual import crop_regions
 
     out = work / f"eval-{row.name}"
-    evaluate.run(
-        Agent(backend, (), config=AgentConfig(max_tokens=args.max_tokens)), items, out, batch_size=64
-    )
+    config = AgentConfig(max_tokens=args.max_tokens)
+    evaluate.run(Agent(backend, (), config=config), items, out, batch_size=64)
     records = evaluate.all_records(out)
     row.accuracy = evaluate.summarize(records)["overall"]["direct"]
     row.answers = {r["id"]: r["answer"] for r in records}
     colour = [r["score"] for r in records if r["kind"] == "colour"]
     row.colour = sum(colour) / len(colour) if colour else None
     boxed = [i for i in items if i.kind == "colour" and i.meta.get("target_box")]
-    requests = []
-    for i in boxed:
-        image = load_image(i.image)
-        truth = Regions([i.meta["target_box"]], [1.0], ("target",), image.size)
-        view = crop_regions(image, truth).image
-        requests.append(pathway_request(image, view, i.question, i.options, max_tokens=args.max_tokens))
+    requests = [true_box_request(i, load_image(i.image), config) for i in boxed]
     crops = backend.generate(requests) if requests else []
     row.crop = sum(score(i, c.text) for i, c in zip(boxed, crops)) / len(boxed) if boxed else None
 

@@ -24,6 +24,25 @@ from pathlib import Path
 from srice.toy import TOY_DIR
 
 
+def true_box_request(item, image, config):
+    """The agent's tool-pathway request with a perfect detector: the crop of the item's true target
+    box (``meta["target_box"]``, from ``srice synth``), in the agent's crop geometry."""
+    from srice.prompts import pathway_request
+    from srice.tools.regions import Regions
+    from srice.visual import crop_regions
+
+    truth = Regions([item.meta["target_box"]], [1.0], ("target",), image.size)
+    view = crop_regions(image, truth, context=config.crop_context, out_size=config.crop_size).image
+    return pathway_request(
+        image,
+        view,
+        item.question,
+        item.options,
+        max_tokens=config.max_tokens,
+        top_logprobs=config.top_logprobs,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="test questions")
@@ -39,13 +58,11 @@ def main() -> None:
     from srice.evaluate import interval
     from srice.images import load_image
     from srice.metrics import score
-    from srice.prompts import direct_request, pathway_request
+    from srice.prompts import direct_request
     from srice.serving.launcher import server_for
     from srice.serving.openai_http import OpenAIBackend
     from srice.serving.variants import Variant, get_variant
-    from srice.tools.regions import Regions
     from srice.us_calibration import UncertaintyCalibration
-    from srice.visual import crop_regions
 
     bundle = Path(args.bundle).resolve()
     data = Path(args.data or tempfile.mkdtemp(prefix="srice-ceiling-"))
@@ -71,13 +88,8 @@ def main() -> None:
     requests = []
     for i in items:
         image = load_image(i.image)
-        truth = Regions([i.meta["target_box"]], [1.0], ("target",), image.size)
-        view = crop_regions(image, truth, context=config.crop_context, out_size=config.crop_size).image
         ask = {"max_tokens": config.max_tokens, "top_logprobs": config.top_logprobs}
-        requests += [
-            direct_request(image, i.question, i.options, **ask),
-            pathway_request(image, view, i.question, i.options, **ask),
-        ]
+        requests += [direct_request(image, i.question, i.options, **ask), true_box_request(i, image, config)]
     tiny = get_variant("tiny")
     variant = Variant("toy-ceiling", str(bundle / "mllm"), "srice-toy-ceiling", tiny.vllm_args)
     with server_for(variant) as server:
