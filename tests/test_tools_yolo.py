@@ -161,3 +161,30 @@ def test_open_vocabulary_model_takes_the_phrases_as_classes(monkeypatch):
     assert encoded.count(["a dog"]) == 1  # one set_classes per distinct phrase list in a batch
     everything = tool(scene(), [])  # back to the model's own vocabulary
     assert set(everything.labels) <= set(own) and encoded[-1] == list(own)
+
+
+def _iou(box, boxes):
+    x1, y1 = np.maximum(boxes[:, 0], box[0]), np.maximum(boxes[:, 1], box[1])
+    x2, y2 = np.minimum(boxes[:, 2], box[2]), np.minimum(boxes[:, 3], box[3])
+    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+
+
+def test_several_predict_sizes_merge_by_class_nms():
+    image = scene(320, 240)
+    options = {"weights": tiny_yolo(), "conf": LOW, "max_det": 20, "iou": 0.5}
+    singles = [YoloTool(**options, imgsz=size)(image, []) for size in (320, 160)]
+    both = YoloTool(**options, imgsz=(320, 160))(image, [])
+    assert 0 < len(both) <= 20 and np.all(np.diff(both.scores) <= 0)
+    # every merged box comes from one of the sizes, and the best box of either size survives
+    pool = [(b, s, label) for r in singles for b, s, label in zip(r.boxes, r.scores, r.labels)]
+    for box, score, label in zip(both.boxes, both.scores, both.labels):
+        assert any(label == lb and np.allclose(box, b) and np.isclose(score, s) for b, s, lb in pool)
+    assert np.isclose(both.scores[0], max(r.scores.max() for r in singles))
+    # and no two boxes of one class overlap beyond the NMS threshold
+    for k, (box, label) in enumerate(zip(both.boxes, both.labels)):
+        same = [j for j in range(k + 1, len(both)) if both.labels[j] == label]
+        assert np.all(_iou(box, both.boxes[same]) <= 0.5 + 1e-6)
+    with pytest.raises(ValueError, match="imgsz"):
+        YoloTool(weights=tiny_yolo(), imgsz=())

@@ -14,6 +14,10 @@ phrases become the model's classes through ``set_classes`` (which needs their te
 the labels are the phrases. Empty targets: everything the model knows (for open-vocabulary
 models, the vocabulary they were saved with, set back if a targeted call changed it).
 
+Scales: ``imgsz`` may list several predict sizes (``(2688, 672)``): the image is predicted at each
+and the boxes merged by per-class NMS at ``iou``. A detector trained at one pixel scale finds objects
+of that scale; tiny and large objects in one image need two (the toy shape detector, ``srice.toy``).
+
 Batching: one ``predict`` per image size (ultralytics letterboxes a mixed-size batch to a square,
 which would change results against single calls). Images in one call whose targets select different
 classes are predicted with the union of those classes and filtered per image afterwards; NMS is
@@ -29,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,14 +124,18 @@ class YoloTool(BaseTool):
         weights: str | os.PathLike | None = None,
         conf: float = 0.25,
         iou: float = 0.7,
-        imgsz: int = 640,
+        imgsz: int | Sequence[int] = 640,
         max_det: int = 300,
         device: str = "cpu",
     ) -> None:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
         self.weights = None if weights is None else str(weights)
-        self.conf, self.iou, self.imgsz, self.max_det = float(conf), float(iou), int(imgsz), int(max_det)
+        sizes = (imgsz,) if isinstance(imgsz, int | float | str) else tuple(imgsz)
+        if not sizes or any(int(v) < 32 for v in sizes):
+            raise ValueError(f"imgsz must be one or more sizes of at least 32 px, got {imgsz!r}")
+        self.sizes = tuple(int(v) for v in sizes)
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.device = device
         self._model = None
         self._own_classes: tuple[str, ...] = ()  # open-vocabulary models: the vocabulary they came with
@@ -185,14 +194,21 @@ class YoloTool(BaseTool):
         return dict(names) if isinstance(names, dict) else dict(enumerate(names))
 
     # -- inference -------------------------------------------------------------------------------
-    def _predict(self, images: list[Image.Image], classes: list[int] | None, max_det: int) -> list:
+    def _predict(self, images: list[Image.Image], classes: list[int] | None, max_det: int) -> list[list]:
+        """Per image, ultralytics' result at each of ``self.sizes``."""
+        per_size = [self._predict_at(size, images, classes, max_det) for size in self.sizes]
+        return [list(preds) for preds in zip(*per_size)]
+
+    def _predict_at(
+        self, size: int, images: list[Image.Image], classes: list[int] | None, max_det: int
+    ) -> list:
         with _kept_global_state():
             try:
                 return self.model.predict(
                     list(images),
                     conf=self.conf,
                     iou=self.iou,
-                    imgsz=self.imgsz,
+                    imgsz=size,
                     max_det=max_det,
                     device=self.device,
                     classes=classes,
@@ -228,7 +244,7 @@ class YoloTool(BaseTool):
                 preds = self._predict([images[i] for i in idx], None, self.max_det)
                 for i, pred in zip(idx, preds):
                     meta = {"weights": self.weights, "targets": list(phrases), "open_vocabulary": True}
-                    results[i] = self._to_regions(pred, images[i], None, segment, meta)
+                    results[i] = self._merged(pred, images[i], None, segment, meta)
             return results  # type: ignore[return-value]
 
         names = self.class_names
@@ -262,13 +278,35 @@ class YoloTool(BaseTool):
                 classes = None if None in sets else sorted({c for w in sets for c in w})
                 max_det = max(self.max_det, _MAX_CANDIDATES)
             for i, pred in zip(idx, self._predict([images[k] for k in idx], classes, max_det)):
-                results[i] = self._to_regions(pred, images[i], wanted[i], segment, metas[i])
+                results[i] = self._merged(pred, images[i], wanted[i], segment, metas[i])
         for i, r in enumerate(results):
             if r is None:  # no target named a class this model knows
                 results[i] = Regions.empty(images[i].size, self.name, with_masks=segment).replace(
                     meta=metas[i]
                 )
         return results  # type: ignore[return-value]
+
+    def _merged(self, preds: list, image: Image.Image, keep_ids, segment: bool, meta: dict) -> Regions:
+        """One image's regions over all predict sizes: per-class NMS across sizes, best first."""
+        parts = [self._to_regions(pred, image, keep_ids, segment, meta) for pred in preds]
+        if len(parts) == 1:
+            return parts[0]
+        import torch
+        import torchvision
+
+        boxes = np.concatenate([p.boxes for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+        labels = tuple(label for p in parts for label in p.labels)
+        names = sorted(set(labels))
+        groups = torch.tensor([names.index(label) for label in labels], dtype=torch.int64)
+        keep = torchvision.ops.batched_nms(
+            torch.from_numpy(boxes), torch.from_numpy(scores), groups, self.iou
+        )
+        keep = keep.numpy()[: self.max_det]  # batched_nms returns the kept boxes best first
+        masks = None if not segment else np.concatenate([p.masks for p in parts])[keep]
+        return Regions(
+            boxes[keep], scores[keep], tuple(labels[k] for k in keep), image.size, self.name, masks, meta
+        )
 
     def _to_regions(self, pred, image: Image.Image, keep_ids, segment: bool, meta: dict) -> Regions:
         width, height = image.size
