@@ -17,9 +17,10 @@ from srice.errors import InputError
 
 # $SRICE_TOY_DIR points everything at another bundle (e.g. one built with another seed)
 TOY_DIR = Path(os.environ.get("SRICE_TOY_DIR") or Path(__file__).parent / "assets" / "toy")
-# The detector predicts at twice the synthetic world's longest side, the scale it trained at: a 6 px
-# object then spans more than one stride-8 cell, so YOLO's assigner had an anchor inside it to learn from.
-PREDICT_SIZE = 2 * 1344
+# The detector predicts at the two scales it trained at (srice.train_yolo): at twice the synthetic
+# world's longest side, where a 6 px object spans more than one stride-8 cell (so YOLO's assigner had an
+# anchor inside it to learn from), and shrunk to 672 px, where a large object fits its receptive field.
+PREDICT_SIZES = (2 * 1344, 672)
 # The detector reports boxes down to this confidence; its conformal calibrator (calib/yolo.json) then
 # picks the threshold that keeps recall >= 1 - alpha, which it can only do from low-confidence boxes.
 DETECTOR_CONF = 0.05
@@ -39,4 +40,4 @@ def has_toy_yolo(root: Path = TOY_DIR) -> bool:
 
 def toy_yolo_options(root: Path = TOY_DIR) -> dict:
     """How the toy detector is run everywhere: calibration, the embedded ``yolo`` tool, benchmarks."""
-    return {"weights": str(root / "yolo.pt"), "imgsz": PREDICT_SIZE, "conf": DETECTOR_CONF, "max_det": 50}
+    return {"weights": str(root / "yolo.pt"), "imgsz": PREDICT_SIZES, "conf": DETECTOR_CONF, "max_det": 50}

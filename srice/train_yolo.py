@@ -3,10 +3,15 @@
 Why tiles, and why 2x: the detector exists to find 6-12 px objects in 672-1344 px images, which
 vanish if the image is shrunk to a training size. So it trains on 160 px tiles cut at native scale
 (each about an object, half of them tiny ones), seen at 2x, and predicts on the whole image at 2x
-(``srice.toy.PREDICT_SIZE``): a convolutional detector sees the same pixel scale either way. The 2x
+(``srice.toy.PREDICT_SIZES``): a convolutional detector sees the same pixel scale either way. The 2x
 matters because YOLO's task-aligned assigner only learns from anchor points inside a ground-truth box,
 and stride-8 anchors often miss a 6 px box entirely at 1x (measured: 0-25% recall on tiny objects
 after the same training time at 1x).
+
+Large objects (up to 336 px native, 672 px at 2x) fit no such tile, so a share of the tiles is cut
+from the image shrunk to ``coarse_side`` (its longest side), the second size the detector predicts
+at: there a large object is 40-336 px and a tile holds it. Without them the detector found no large
+target in its best box (0 of 14, seed 0).
 """
 
 from __future__ import annotations
@@ -19,21 +24,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from srice.synth import SynthKnobs, make_image
 from srice.synth_scene import SHAPES
 
 TRAIN_SEED_OFFSET = 3000  # detector training images: synth seed 3000 + model seed
-PREDICT_SIZE = 1344  # the synthetic world's longest side
 
 
 @dataclass(frozen=True)
 class YoloConfig:
     seed: int = 0
     images: int = 400  # synthetic images to cut tiles from
-    tiles_per_image: int = 4
+    tiles_per_image: int = 3  # native-scale tiles, seen at 2x
+    coarse_tiles_per_image: int = 1  # tiles of the image shrunk to coarse_side, seen as they are
     tile: int = 160
     upscale: int = 2  # tiles are seen at 2x, as images are at prediction (see the module docstring)
+    coarse_side: int = 672
     epochs: int = 10
     lr: float = 0.002
     warmup_epochs: float = 1.0  # ultralytics' default 3 would spend most of a short run warming up
@@ -50,6 +57,7 @@ def cut_tiles(config: YoloConfig, out: Path, indices: range) -> dict:
     (out / "labels").mkdir(parents=True, exist_ok=True)
     knobs = SynthKnobs(kinds=("colour", "exists"))
     n_tiles = n_boxes = 0
+    coarse_tile = config.tile * config.upscale  # what the network sees of every tile
     for index in indices:
         scene, image, _ = make_image(config.seed + TRAIN_SEED_OFFSET, index, knobs)
         rng = np.random.default_rng([config.seed, index, 7])
@@ -57,14 +65,27 @@ def cut_tiles(config: YoloConfig, out: Path, indices: range) -> dict:
         classes = [SHAPES.index(o.shape) for o in scene.objects]
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         tiny = [k for k, o in enumerate(scene.objects) if o.size == "tiny"]
+        big = [k for k, o in enumerate(scene.objects) if o.size != "tiny"]
         fits = [k for k in range(len(boxes)) if sides[k] < config.tile]
-        for t in range(config.tiles_per_image):
-            # every tile is about an object (half of them tiny ones): empty background teaches little
-            around = tiny if t % 2 == 0 else fits
-            x0, y0 = _tile_origin(rng, scene.width, scene.height, config.tile, boxes, around)
-            lines = _labels(boxes, classes, x0, y0, config.tile, config.min_visible)
+        everything = np.ones(len(boxes), dtype=bool)
+        tiles = [
+            (image, boxes, everything, config.tile, tiny if t % 2 == 0 else fits)
+            for t in range(config.tiles_per_image)
+        ]
+        if config.coarse_tiles_per_image:
+            factor = config.coarse_side / max(image.size)
+            small = image.resize((round(image.width * factor), round(image.height * factor)), Image.BILINEAR)
+            # tiny objects are 3-12 px specks here: the native scale finds them, this one must not try
+            not_tiny = np.isin(np.arange(len(boxes)), big)
+            tiles += [(small, boxes * factor, not_tiny, coarse_tile, big)] * config.coarse_tiles_per_image
+        # every tile is about an object (half the native ones tiny ones): empty background teaches little
+        for t, (source, source_boxes, labelled, side, around) in enumerate(tiles):
+            x0, y0 = _tile_origin(rng, source.width, source.height, side, source_boxes, around)
+            lines = _labels(
+                source_boxes[labelled], np.asarray(classes)[labelled], x0, y0, side, config.min_visible
+            )
             name = f"{scene.id}_t{t}"
-            image.crop((x0, y0, x0 + config.tile, y0 + config.tile)).save(out / "images" / f"{name}.png")
+            source.crop((x0, y0, x0 + side, y0 + side)).save(out / "images" / f"{name}.png")
             (out / "labels" / f"{name}.txt").write_text("".join(lines))
             n_tiles += 1
             n_boxes += len(lines)

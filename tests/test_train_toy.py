@@ -74,3 +74,22 @@ def test_train_toy_help_names_its_knobs():
     assert r.returncode == 0 and "--steps" in r.stdout and "--yolo-epochs" in r.stdout
     r = run_srice("train-toy", "--steps", "0", "--out", "/nonexistent/x")
     assert r.returncode == 1 and "at least 1" in r.stderr
+
+
+def test_detector_tiles_cover_both_predict_scales(tmp_path):
+    from PIL import Image
+
+    from srice.train_yolo import cut_tiles
+
+    config = YoloConfig(images=6, tiles_per_image=2, coarse_tiles_per_image=1)
+    counts = cut_tiles(config, tmp_path, range(6))
+    assert counts["tiles"] == 18
+    for index in range(6):
+        native = [Image.open(tmp_path / "images" / f"s3000_{index:06d}_t{t}.png").size for t in (0, 1)]
+        assert native == [(160, 160)] * 2
+        name = f"s3000_{index:06d}_t2"
+        assert Image.open(tmp_path / "images" / f"{name}.png").size == (320, 320)
+        rows = [[float(v) for v in line.split()] for line in (tmp_path / "labels" / f"{name}.txt").open()]
+        assert rows, "a coarse tile is cut around a small or large object"
+        # tiny objects (3-12 px at this scale) are left to the native scale: no coarse label is a speck
+        assert all(max(w, h) * 320 >= 8 for _, _, _, w, h in rows)
