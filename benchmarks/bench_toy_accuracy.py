@@ -57,7 +57,7 @@ def main() -> None:
     )
     parser.add_argument("--out", help="keep the split and the eval records here (default: a temp folder)")
     parser.add_argument("--pathways", default="yolo")
-    parser.add_argument("--top-views", type=int, default=0, help="srice eval --top-views K")
+    parser.add_argument("--top-views", type=int, default=1, help="srice eval --top-views K")
     args = parser.parse_args()
 
     bundle = Path(args.bundle).resolve()

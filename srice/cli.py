@@ -415,9 +415,10 @@ def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
     p.add_argument(
         "--top-views",
         type=int,
-        default=0,
+        default=1,
         metavar="K",
-        help="also show each detector's K best calibrated regions as pathways TOOL[0..K-1] (default 0)",
+        help="also show each detector's K likeliest calibrated regions alone, as pathways TOOL[0..K-1] "
+        "(default 1; 0: the union view only)",
     )
 
 

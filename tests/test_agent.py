@@ -81,7 +81,10 @@ def test_trace_holds_every_pathway_and_selection_is_the_minimum(http, yolo):
     answer = agent.answer(scene(seed=3), "What colour is the circle?")
     names = [p.name for p in answer.trace]
     assert (
-        names[0] == "direct" and {"yolo", "corner"} <= set(names) and any(n.startswith("zoom") for n in names)
+        names[0] == "direct"
+        and "corner" in names
+        and any(n.startswith("yolo") for n in names)  # its union or its best region (or both)
+        and any(n.startswith("zoom") for n in names)
     )
     ok = [p for p in answer.trace if p.ok]
     assert len(ok) == len(answer.trace)
@@ -108,7 +111,7 @@ def test_failing_and_hanging_tools_mark_their_pathway_failed(http):
 
 def test_answer_batch_makes_one_generate_call_per_stage(http, yolo):
     backend = Counting(http)
-    agent = Agent(backend, [yolo, Corner()])
+    agent = Agent(backend, [yolo, Corner()], config=AgentConfig(top_views=0))  # union views only
     items = [Item(scene(seed=i), "What colour is the square?", ("red", "blue", "green")) for i in range(32)]
     answers = agent.answer_batch(items)
     # stage 1: 32 direct + 32 region proposals; stage 2: tools; stage 3: 32 x 2 tool pathways
@@ -207,8 +210,8 @@ class Three:
 
 def test_top_views_add_one_pathway_per_best_region_in_score_order():
     backend = Counting(Scripted({"direct": {"A": 0.5, "B": 0.5}, "view": {"A": 0.9, "B": 0.1}}))
-    agent = Agent(backend, [Three()], config=AgentConfig(top_views=2))
-    answer = agent.answer(scene(), "Which?", ["x", "y"])
+    keep_union = AgentConfig(top_views=2, union_max_share=1.0)
+    answer = Agent(backend, [Three()], config=keep_union).answer(scene(), "Which?", ["x", "y"])
     assert [p.name for p in answer.trace] == ["direct", "three", "three[0]", "three[1]"]
     assert answer.pathway_trace("three").calibrated["boxes"] == Three.boxes  # the union view stays
     assert answer.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[1]]  # score 0.9
@@ -217,7 +220,45 @@ def test_top_views_add_one_pathway_per_best_region_in_score_order():
     assert x1 <= 200 and y1 <= 100 and x2 >= 240 and y2 >= 140 and (x2 - x1) < 160  # a zoom on it
     assert backend.calls == [2, 3] and answer.mllm_calls == 5
     assert answer.pathway == "three"  # equal US among the views: the first (union) wins
-    plain = Agent(Scripted({"direct": {"A": 1.0}, "view": {"A": 1.0}}), [Three()]).answer(scene(), "Which?")
-    assert [p.name for p in plain.trace] == ["direct", "three"]
+    plain = Agent(
+        Scripted({"direct": {"A": 1.0}, "view": {"A": 1.0}}), [Three()], config=AgentConfig(top_views=0)
+    )
+    assert [p.name for p in plain.answer(scene(), "Which?").trace] == ["direct", "three"]
     with pytest.raises(InputError, match="top_views"):
         Agent(backend, [Three()], config=AgentConfig(top_views=-1))
+    with pytest.raises(InputError, match="union_max_share"):
+        Agent(backend, [Three()], config=AgentConfig(union_max_share=0))
+
+
+class Two(Three):
+    """Two boxes close together: their union is a real zoom."""
+
+    name = "two"
+    boxes = [[200, 100, 240, 140], [250, 110, 270, 130]]
+
+    def __call__(self, image, targets):
+        return Regions(self.boxes, [0.9, 0.5], ["circle"] * 2, image.size, "two")
+
+
+def test_by_default_the_best_region_is_shown_and_a_union_that_is_no_zoom_is_not():
+    backend = Counting(Scripted({"direct": {"A": 1.0}, "view": {"A": 1.0}}))
+    answer = Agent(backend, [Three(), Two()]).answer(scene(), "Which?")
+    # Three's boxes span most of the 320x240 scene: its union would only repeat the full image
+    assert [p.name for p in answer.trace] == ["direct", "three[0]", "two", "two[0]"]
+    x1, y1, x2, y2 = answer.pathway_trace("two").view_box
+    assert (x2 - x1) * (y2 - y1) <= 0.5 * 320 * 240
+    assert backend.calls == [2, 3]
+    for config in (AgentConfig(top_views=0), AgentConfig(view="boxes")):  # no single views / no crops
+        names = [p.name for p in Agent(backend, [Three()], config=config).answer(scene(), "Which?").trace]
+        assert "three" in names
+
+
+def test_a_size_word_in_the_question_picks_which_box_is_the_first_view():
+    # the model names "circle"; the question says which one: the small circle is Three's 20 px box,
+    # whose score (0.5) is below the 40 px box's (0.9) but above the 0.3 x 0.9 floor of srice.refer
+    backend = Scripted({"direct": {"A": 0.5, "B": 0.5}, "view": {"A": 0.9, "B": 0.1}})
+    agent = Agent(backend, [Three()], config=AgentConfig(top_views=1))
+    small = agent.answer(scene(), "What colour is the small circle?", ["x", "y"])
+    assert small.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[2]]
+    plain = agent.answer(scene(), "What colour is the circle?", ["x", "y"])
+    assert plain.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[1]]
