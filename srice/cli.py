@@ -59,9 +59,14 @@ def cmd_serve(args) -> int:
             flush=True,
         )
         try:
-            while server.process.poll() is None:
+            # the launcher's signal handler stops the server (process -> None) before Python's own
+            # handler raises KeyboardInterrupt; where SIGINT was ignored at start (a background job)
+            # nothing is raised, and the server being gone is the only sign of the Ctrl-C
+            while (process := server.process) is not None and process.poll() is None:
                 time.sleep(1)
         except KeyboardInterrupt:
+            return 0
+        if server.process is None:
             return 0
         raise SriceError(f"vllm serve exited with code {server.process.returncode}; log: {server.log_path}")
 
