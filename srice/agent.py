@@ -56,8 +56,8 @@ class AgentConfig:
     top_views: int = 1
     # Beside those single-region views, a union view whose crop covers more than this share of the
     # image is dropped: it is no zoom, only a second look at the full image, which adds a model call
-    # and a chance for a confident wrong answer. Measured on the toy bundle with top_views 1: +2.0
-    # points at 0.5 on the split that chose it (synth seed 11, 300 questions), +1.7 on seed 7's 400.
+    # and a chance for a confident wrong answer. On the toy bundle with top_views 1 (recomputed from
+    # top_views 2 records): +2.0 points on the split that chose 0.5 (synth seed 11), +1.7 on seed 7.
     union_max_share: float = 0.5
 
 
@@ -264,9 +264,7 @@ class Agent:
         else:
             phrases = referring_phrases(w.item.question, w.answer.targets)
             singles = [int(i) for i in view_order(regions, phrases)[: self.config.top_views]]
-        views = [] if separate and singles else [(p, regions)]
-        if singles and not separate and self._no_zoom(w.image, regions):
-            views = []
+        views = [] if singles and (separate or self._no_zoom(w.image, regions)) else [(p, regions)]
         share = seconds / (len(views) + len(singles))
         p.tool_seconds = share
         views += [
