@@ -72,5 +72,6 @@ def view_order(regions: Regions, targets, floor: float = FLOOR) -> np.ndarray:
         boxes = regions.boxes[confident]
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         first = [confident[k] for k in np.argsort(direction * -area, kind="stable")]
-        return np.array(first + [i for i in order if i not in set(first)], dtype=np.int64)
+        taken = set(confident)
+        return np.array(first + [i for i in order if i not in taken], dtype=np.int64)
     return order

@@ -62,11 +62,11 @@ def cut_tiles(config: YoloConfig, out: Path, indices: range) -> dict:
         scene, image, _ = make_image(config.seed + TRAIN_SEED_OFFSET, index, knobs)
         rng = np.random.default_rng([config.seed, index, 7])
         boxes = np.array([o.box for o in scene.objects], dtype=float)
-        classes = [SHAPES.index(o.shape) for o in scene.objects]
+        classes = np.array([SHAPES.index(o.shape) for o in scene.objects])
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        tiny = [k for k, o in enumerate(scene.objects) if o.size == "tiny"]
-        big = [k for k, o in enumerate(scene.objects) if o.size != "tiny"]
-        fits = [k for k in range(len(boxes)) if sides[k] < config.tile]
+        is_tiny = np.array([o.size == "tiny" for o in scene.objects])
+        tiny, big = list(np.flatnonzero(is_tiny)), list(np.flatnonzero(~is_tiny))
+        fits = list(np.flatnonzero(sides < config.tile))
         everything = np.ones(len(boxes), dtype=bool)
         tiles = [
             (image, boxes, everything, config.tile, tiny if t % 2 == 0 else fits)
@@ -76,14 +76,11 @@ def cut_tiles(config: YoloConfig, out: Path, indices: range) -> dict:
             factor = config.coarse_side / max(image.size)
             small = image.resize((round(image.width * factor), round(image.height * factor)), Image.BILINEAR)
             # tiny objects are 3-12 px specks here: the native scale finds them, this one must not try
-            not_tiny = np.isin(np.arange(len(boxes)), big)
-            tiles += [(small, boxes * factor, not_tiny, coarse_tile, big)] * config.coarse_tiles_per_image
+            tiles += [(small, boxes * factor, ~is_tiny, coarse_tile, big)] * config.coarse_tiles_per_image
         # every tile is about an object (half the native ones tiny ones): empty background teaches little
         for t, (source, source_boxes, labelled, side, around) in enumerate(tiles):
             x0, y0 = _tile_origin(rng, source.width, source.height, side, source_boxes, around)
-            lines = _labels(
-                source_boxes[labelled], np.asarray(classes)[labelled], x0, y0, side, config.min_visible
-            )
+            lines = _labels(source_boxes[labelled], classes[labelled], x0, y0, side, config.min_visible)
             name = f"{scene.id}_t{t}"
             source.crop((x0, y0, x0 + side, y0 + side)).save(out / "images" / f"{name}.png")
             (out / "labels" / f"{name}.txt").write_text("".join(lines))
