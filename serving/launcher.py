@@ -23,6 +23,8 @@ from pathlib import Path
 from srice.errors import ServingError
 from srice.paths import cache_dir
 
+from .cpu_kernels import check_w4a16, cpu_kernels, is_w4a16, vllm_python
+
 # Measured on 2-core CPU machines: compile and multiprocessing only slow start-up there.
 CPU_ENV = {
     "TORCH_COMPILE_DISABLE": "1",
@@ -50,6 +52,19 @@ def find_vllm(executable: str | None = None) -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise ServingError("no vllm executable found: run env/setup.sh, set $SRICE_VLLM, or pass --vllm PATH")
+
+
+def require_w4a16(what: str, executable: str | None = None) -> None:
+    """A ``ServingError`` when this machine's vLLM CPU build cannot run W4A16 checkpoints
+    (``cpu_kernels``); nothing on a GPU machine, or where no vllm is installed (serving says so)."""
+    if _has_gpu():
+        return
+    try:
+        python = vllm_python(find_vllm(executable))
+    except ServingError:
+        return
+    if python:
+        check_w4a16(cpu_kernels(python), what)
 
 
 class VllmServer:
@@ -104,6 +119,8 @@ class VllmServer:
     def start(self) -> VllmServer:
         if self.process is not None:
             return self
+        if is_w4a16(self.model):  # before start-up: the engine would only die at its first request
+            require_w4a16(f"serving the W4A16 checkpoint {self.model}", self.executable)
         self.port = self.port or free_port(self.host)
         if self.log_path is None:
             logs = cache_dir() / "logs"

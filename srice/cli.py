@@ -342,6 +342,10 @@ def cmd_compress(args) -> int:
         from srice.serving.variants import load_variants
 
         load_variants()  # a broken registry fails here, before minutes of compression
+        if args.method == "w4a16":  # and so does a CPU whose vLLM build cannot serve the result
+            from srice.serving.launcher import require_w4a16
+
+            require_w4a16(f"--method w4a16 --register {args.register}")
     result = compress(
         args.model, args.output, args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n,
         nm=args.nm, owl=args.owl, owl_m=args.owl_m, owl_lambda=args.owl_lambda,

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from conftest import run_srice, scene
 from srice.compress import compress, masks
 from srice.compress.api import register
+from srice.errors import ServingError
 from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
 from srice.tinymodel import TinySpec, tiny_model_path
@@ -188,6 +189,10 @@ def test_register_inherits_serving_args_and_fixes_w4a16_dtype(tiny4, calib, tmp_
     q = compress("tiny-mag", tmp_path / "q", "fp8")  # a registered variant is a valid --model
     assert q.manifest["base_variant"] == "tiny-mag"
     result.manifest["method"] = "w4a16"
+    if not w4a16_here():  # this CPU's vLLM build has no W4A16 kernel: registering says so
+        with pytest.raises(ServingError, match="use --method fp8"):
+            register(result, "tiny-w4")
+        return
     args = register(result, "tiny-w4")[0].vllm_args
     assert args[args.index("--dtype") + 1] == "bfloat16"
 
@@ -298,9 +303,73 @@ def test_vllm_serves_quantized_checkpoints(tiny4, calib, tmp_path, monkeypatch, 
 
     monkeypatch.setenv("SRICE_VARIANTS", str(tmp_path / "variants.json"))
     result = compress(tiny4, tmp_path / method, method, calib=calib, calib_n=4)
+    if not w4a16_here():  # an AVX2-only CPU: the clear error instead (and the emulated test below)
+        with pytest.raises(ServingError, match="cpu_gemm_wna16.*use --method fp8"):
+            register(result, f"t-{method}")
+        return
     variant, _ = register(result, f"t-{method}")
     with server_for(variant, log_path=tmp_path / "vllm.log") as server:
         request = direct_request(scene(seed=5), "What colour is the square?", max_tokens=4)
         [c] = OpenAIBackend(server.url, variant.served_name, timeout=60).generate([request])
     assert len(c.tokens) == 4 and all(len(t.top_logprobs) == 5 for t in c.tokens)
     assert "compressed-tensors" in (tmp_path / "vllm.log").read_text()
+
+
+def w4a16_here() -> bool:
+    """Whether this machine's vLLM CPU build has the W4A16 kernel (AVX-512 builds do, AVX2 not)."""
+    from srice.serving.cpu_kernels import cpu_kernels, vllm_python
+    from srice.serving.launcher import find_vllm
+
+    kernels = cpu_kernels(vllm_python(find_vllm()))
+    return kernels is None or kernels.w4a16
+
+
+@pytest.fixture
+def avx2_only(tmp_path, monkeypatch):
+    """This machine seen as an AVX2-only CPU by the vLLM environment: a start-up hook tells its torch
+    that AVX-512 is missing, so vLLM really loads its ``_C_AVX2`` kernels (every AVX2 instruction runs
+    on an AVX-512 CPU). That is how the suite checks the AVX2 machines' behaviour on any machine."""
+    from srice.serving.cpu_kernels import cpu_kernels
+
+    hook = tmp_path / "avx2"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import torch.cpu\n"
+        "for name in ('avx512', 'avx512_bf16', 'avx512_vnni', 'amx_tile'):\n"
+        "    setattr(torch.cpu, f'_is_{name}_supported', lambda: False)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    cpu_kernels.cache_clear()
+    yield
+    cpu_kernels.cache_clear()
+
+
+@pytest.mark.vllm
+def test_avx2_cpu_refuses_w4a16_in_one_line_and_serves_fp8(avx2_only, tiny4, calib, tmp_path, monkeypatch):
+    """On AVX2, vLLM's engine dies at the first W4A16 request (cpu_gemm_wna16 missing). srice says
+    so before any work: compress --register, register() and the launcher; FP8, the alternative it
+    names, is served there."""
+    from srice.serving.cpu_kernels import cpu_kernels, vllm_python
+    from srice.serving.launcher import VllmServer, find_vllm, server_for
+    from srice.serving.openai_http import OpenAIBackend
+
+    monkeypatch.setenv("SRICE_VARIANTS", str(tmp_path / "variants.json"))
+    kernels = cpu_kernels(vllm_python(find_vllm()))
+    assert kernels.library == "_C_AVX2" and not kernels.w4a16
+    r = run_srice("compress", "--model", str(tiny4), "--method", "w4a16", "--calib", calib,
+                  "-o", str(tmp_path / "cli"), "--register", "t-cli")  # fmt: skip
+    assert r.returncode == 1 and not (tmp_path / "cli").exists(), r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert "cpu_gemm_wna16" in line and "_C_AVX2" in line and "use --method fp8" in line
+    w4 = compress(tiny4, tmp_path / "w4", "w4a16", calib=calib, calib_n=4)
+    with pytest.raises(ServingError, match="use --method fp8, or serve the dense variant"):
+        register(w4, "t-w4")
+    server = VllmServer(w4.out_dir, log_path=tmp_path / "w4.log")
+    with pytest.raises(ServingError, match="W4A16 checkpoint"):
+        server.start()
+    assert server.process is None and not (tmp_path / "w4.log").exists()  # refused before start-up
+    fp8, _ = register(compress(tiny4, tmp_path / "fp8", "fp8", calib=calib, calib_n=4), "t-fp8")
+    with server_for(fp8, log_path=tmp_path / "fp8.log") as served:
+        request = direct_request(scene(seed=5), "What colour is the square?", max_tokens=4)
+        [c] = OpenAIBackend(served.url, fp8.served_name, timeout=60).generate([request])
+    assert len(c.tokens) == 4

@@ -314,8 +314,11 @@ def register(result: CompressResult, name: str, *, registry: Path | None = None)
     folder); W4A16 switches a float32 dtype to bfloat16, since vLLM's CPU W4A16 kernel
     (``cpu_gemm_wna16``) is not implemented for float32.
     """
+    from srice.serving.launcher import require_w4a16
     from srice.serving.variants import Variant, get_variant, register_variant
 
+    if result.manifest["method"] == "w4a16":
+        require_w4a16(f"registering the W4A16 checkpoint as variant {name!r}")
     base_name = result.manifest.get("base_variant") or "tiny"
     base = get_variant(base_name)
     args = list(base.vllm_args)
