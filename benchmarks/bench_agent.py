@@ -17,10 +17,10 @@ import time
 from bench_serving import picture  # the same synthetic pictures
 
 from srice.agent import Agent, Item
+from srice.app.build import build_tools
 from srice.serving.launcher import server_for
 from srice.serving.openai_http import OpenAIBackend
 from srice.serving.variants import get_variant
-from srice.toolset import build_tools
 
 
 class Timed:

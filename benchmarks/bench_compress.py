@@ -3,7 +3,7 @@
 Ratios come from one run on one machine (these machines are noisy; compare within a run only):
 - pruning time: our Wanda vs llm-compressor's Wanda on the same model, data and sparsity;
 - accuracy on a synthetic test set (``srice synth``) for dense, uniform Wanda, OWL-Wanda and SparseGPT
-  at each sparsity, depth-pruned variants and W4A16: the direct pathway (``srice.evaluate``), its
+  at each sparsity, depth-pruned variants and W4A16: the direct pathway (``srice.eval.run``), its
   colour questions, colour read from a crop of the true target box (what the toy model can do; its
   direct answers are mostly priors), and the share of direct answers identical to dense's;
 - serving latency: median single-request latency through ``vllm serve``, as a ratio to dense.
@@ -78,8 +78,8 @@ def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Pa
 def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool) -> None:
     from contextlib import ExitStack
 
+    from srice.agent.prompts import direct_request
     from srice.images import load_image
-    from srice.prompts import direct_request
 
     with ExitStack() as stack:
         if serve:
@@ -113,10 +113,10 @@ def accuracy(row: Row, backend, items, args, work: Path) -> None:
     from a crop of the true target box (a perfect detector), which the direct view mostly cannot show."""
     from bench_toy_ceiling import true_box_request  # a script beside this one
 
-    from srice import evaluate
+    import srice.eval.run as evaluate
     from srice.agent import Agent, AgentConfig
+    from srice.eval.metrics import score
     from srice.images import load_image
-    from srice.metrics import score
 
     out = work / f"eval-{row.name}"
     config = AgentConfig(max_tokens=args.max_tokens)
@@ -165,9 +165,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
 
-    from srice.adapters import load_items
     from srice.compress import compress
     from srice.compress.api import register, resolve_model
+    from srice.eval.data import load_items
     from srice.serving.variants import Variant, get_variant
 
     if args.smoke:

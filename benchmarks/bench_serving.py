@@ -17,7 +17,7 @@ import time
 
 from PIL import Image, ImageDraw
 
-from srice.prompts import direct_request
+from srice.agent.prompts import direct_request
 from srice.serving.hf import TransformersBackend
 from srice.serving.launcher import server_for
 from srice.serving.openai_http import OpenAIBackend

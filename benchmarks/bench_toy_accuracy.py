@@ -38,8 +38,8 @@ def srice(*args: str, env=None) -> str:
 
 def detector_coverage(bundle: Path, data: Path) -> dict:
     from srice.calibration import load_calibrator
-    from srice.coco import load_coco
-    from srice.tool_calibration import run_tool
+    from srice.calibration.coco import load_coco
+    from srice.calibration.tool_fit import run_tool
     from srice.tools import get_tool
 
     tool = get_tool("yolo", **toy_yolo_options(bundle))

@@ -27,9 +27,9 @@ from srice.toy import TOY_DIR
 def true_box_request(item, image, config):
     """The agent's tool-pathway request with a perfect detector: the crop of the item's true target
     box (``meta["target_box"]``, from ``srice synth``), in the agent's crop geometry."""
-    from srice.prompts import pathway_request
+    from srice.agent.prompts import pathway_request
+    from srice.agent.visual import crop_regions
     from srice.tools.regions import Regions
-    from srice.visual import crop_regions
 
     truth = Regions([item.meta["target_box"]], [1.0], ("target",), image.size)
     view = crop_regions(image, truth, context=config.crop_context, out_size=config.crop_size).image
@@ -53,16 +53,16 @@ def main() -> None:
     parser.add_argument("--data", help="an existing srice synth folder (default: a fresh split)")
     args = parser.parse_args()
 
-    from srice.adapters import load_items
     from srice.agent import AgentConfig
-    from srice.evaluate import interval
+    from srice.agent.prompts import direct_request
+    from srice.calibration.uncertainty import UncertaintyCalibration
+    from srice.eval.data import load_items
+    from srice.eval.metrics import score
+    from srice.eval.run import interval
     from srice.images import load_image
-    from srice.metrics import score
-    from srice.prompts import direct_request
     from srice.serving.launcher import server_for
     from srice.serving.openai_http import OpenAIBackend
     from srice.serving.variants import Variant, get_variant
-    from srice.us_calibration import UncertaintyCalibration
 
     bundle = Path(args.bundle).resolve()
     data = Path(args.data or tempfile.mkdtemp(prefix="srice-ceiling-"))

@@ -8,8 +8,8 @@ Swap ``TransformersBackend`` for ``OpenAIBackend(url, served_name)`` to use a ru
 import sys
 from pathlib import Path
 
+from srice.agent.prompts import direct_request
 from srice.images import check_question, load_image
-from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
 from srice.serving.variants import get_variant
 

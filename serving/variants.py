@@ -43,7 +43,7 @@ class Variant:
                 return str(toy_path("mllm"))
             if kind != "tiny":
                 raise InputError(f"unknown builtin model {self.model!r}; known: builtin:tiny, builtin:toy")
-            from srice.tinymodel import TinySpec, tiny_model_path
+            from srice.toy.tiny import TinySpec, tiny_model_path
 
             return str(tiny_model_path(TinySpec()))
         path = Path(self.model).expanduser()

@@ -7,7 +7,12 @@ use, so ``import srice`` (and the CLI's start-up) stays light.
 from srice.errors import CalibrationError, InputError, ServingError, SriceError, ToolError
 
 __version__ = "0.1.0"
-_LAZY = {"Agent": "srice.agent", "AgentConfig": "srice.agent", "Item": "srice.agent", "Answer": "srice.trace"}
+_LAZY = {
+    "Agent": "srice.agent",
+    "AgentConfig": "srice.agent",
+    "Item": "srice.agent",
+    "Answer": "srice.agent.trace",
+}
 __all__ = ["CalibrationError", "InputError", "ServingError", "SriceError", "ToolError", "__version__", *_LAZY]
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from srice.cli import main
+from srice.app.cli import main
 
 sys.exit(main())

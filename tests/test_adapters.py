@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from srice.adapters import FORMATS, detect_format, iter_items, load_items, parse_spec, shard
 from srice.errors import InputError
-from srice.evalitem import EvalItem
+from srice.eval.data import FORMATS, detect_format, iter_items, load_items, parse_spec, shard
+from srice.eval.items import EvalItem
 from srice.images import load_image
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -255,7 +255,7 @@ def test_by_default_the_best_region_is_shown_and_a_union_that_is_no_zoom_is_not(
 
 def test_a_size_word_in_the_question_picks_which_box_is_the_first_view():
     # the model names "circle"; the question says which one: the small circle is Three's 20 px box,
-    # whose score (0.5) is below the 40 px box's (0.9) but above the 0.3 x 0.9 floor of srice.refer
+    # whose score (0.5) is below the 40 px box's (0.9) but above the 0.3 x 0.9 floor of srice.agent.refer
     backend = Scripted({"direct": {"A": 0.5, "B": 0.5}, "view": {"A": 0.9, "B": 0.1}})
     agent = Agent(backend, [Three()], config=AgentConfig(top_views=1))
     small = agent.answer(scene(), "What colour is the small circle?", ["x", "y"])

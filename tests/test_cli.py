@@ -11,8 +11,8 @@ import pytest
 
 from conftest import run_srice as srice
 from conftest import scene
+from srice.agent.prompts import direct_request
 from srice.images import load_image
-from srice.prompts import direct_request
 from srice.serving.launcher import free_port
 
 
@@ -151,7 +151,7 @@ def test_demo_script_answers():
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     # the embedded trained toy model answers a colour question with a colour word
-    from srice.synth_scene import PALETTE
+    from srice.synth.scene import PALETTE
 
     answer = r.stdout.splitlines()[0].removeprefix("answer: ").strip()
     assert answer in PALETTE and "logprobs: " in r.stdout, r.stdout

@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from conftest import run_srice as srice
 from conftest import scene
 from srice.calibration import load_calibrator
+from srice.calibration.uncertainty import UncertaintyCalibration
 from srice.tools import get_tool
-from srice.us_calibration import UncertaintyCalibration
 
 WORDS = ["STOP", "EXIT", "OPEN", "SALE", "PARK", "HOTEL", "TAXI", "BANK"]
 

@@ -6,7 +6,12 @@ import numpy as np
 import pycocotools.mask as reference
 import pytest
 
-from srice.coco import decode_segmentation, load_coco, rle_counts_from_string, rle_string_from_counts
+from srice.calibration.coco import (
+    decode_segmentation,
+    load_coco,
+    rle_counts_from_string,
+    rle_string_from_counts,
+)
 from srice.errors import InputError
 
 

@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import run_srice, scene
+from srice.agent.prompts import direct_request
 from srice.compress import compress, masks
 from srice.compress.api import register
 from srice.errors import ServingError
-from srice.prompts import direct_request
 from srice.serving.hf import TransformersBackend
-from srice.tinymodel import TinySpec, tiny_model_path
+from srice.toy.tiny import TinySpec, tiny_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,9 +25,9 @@ from PIL import Image
 
 from conftest import run_srice
 from srice.agent import Agent, AgentConfig, Item
+from srice.app.build import build_tools
 from srice.images import check_question, load_image
 from srice.serving.openai_http import OpenAIBackend
-from srice.toolset import build_tools
 
 pytestmark = pytest.mark.vllm
 
@@ -108,8 +108,8 @@ def _ask(demo: Demo, image, question: str, options: str = "", tools=TOOLS):
 def test_gradio_client_end_to_end(demo):
     """One question through the running app: streamed stages, then answer, US, pathway, table,
     and for every tool pathway its calibrated regions and exactly the view the model saw."""
-    from srice.demo import model_view
-    from srice.trace import PathwayTrace
+    from srice.agent.trace import PathwayTrace
+    from srice.app.demo import model_view
 
     (status, answer, summary, table, gallery, trace), updates = _ask(demo, EXAMPLE, QUESTION)
 
@@ -157,7 +157,7 @@ def test_gradio_client_end_to_end(demo):
 def test_the_view_shown_is_the_view_the_model_was_sent(vllm_server, tiny_variant):
     """``model_view`` rebuilds from the trace the very pixels the agent put in each pathway's request,
     for both visual prompts (zoomed crop, boxes drawn)."""
-    from srice.demo import model_view, pathway_views
+    from srice.app.demo import model_view, pathway_views
 
     class Recording:
         def __init__(self, backend):

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from conftest import scene
+from srice.agent.prompts import direct_request
 from srice.errors import ServingError
-from srice.prompts import direct_request
 from srice.serving.openai_http import OpenAIBackend
 
 

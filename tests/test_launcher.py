@@ -10,8 +10,8 @@ import time
 import pytest
 
 from conftest import scene
+from srice.agent.prompts import direct_request
 from srice.errors import ServingError
-from srice.prompts import direct_request
 from srice.serving.launcher import VllmServer
 from srice.serving.openai_http import OpenAIBackend
 

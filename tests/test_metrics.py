@@ -3,8 +3,8 @@
 import pytest
 
 from srice.errors import InputError
-from srice.evalitem import EvalItem
-from srice.metrics import (
+from srice.eval.items import EvalItem
+from srice.eval.metrics import (
     PopeSummary,
     anls,
     exact_match,

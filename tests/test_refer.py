@@ -1,9 +1,9 @@
-"""Which detected region a target phrase means (srice.refer), on hand-made regions."""
+"""Which detected region a target phrase means (srice.agent.refer), on hand-made regions."""
 
 import numpy as np
 import pytest
 
-from srice.refer import referring_phrases, size_word, view_order
+from srice.agent.refer import referring_phrases, size_word, view_order
 from srice.tools.regions import Regions
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import scene
-from srice.prompts import direct_request
+from srice.agent.prompts import direct_request
 from srice.serving.openai_http import OpenAIBackend, to_openai_messages
 
 QUESTIONS = ["What colour is the square?", "Is there a circle?", "How many objects are there?"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srice.coco import load_coco
+from srice.calibration.coco import load_coco
 from srice.errors import InputError
 from srice.synth import generate
 

@@ -1,6 +1,6 @@
 import pytest
 
-from srice.targets import parse_targets
+from srice.agent.targets import parse_targets
 
 
 @pytest.mark.parametrize(

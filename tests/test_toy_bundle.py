@@ -17,7 +17,7 @@ import pytest
 from srice.serving.types import Message, Request
 from srice.synth import SynthKnobs, make_image
 from srice.toy import TOY_DIR
-from srice.toy_data import examples_for_image
+from srice.toy.data import examples_for_image
 
 if not (TOY_DIR / "manifest.json").exists():
     pytest.skip("the trained toy bundle is not in this checkout yet (issue 6)", allow_module_level=True)
@@ -37,9 +37,9 @@ def test_bundle_matches_its_manifest_and_stays_small():
 
 
 def test_the_toy_bundle_is_the_default_everywhere():
-    from srice.cli import build_parser
+    from srice.app.build import embedded_options
+    from srice.app.cli import build_parser
     from srice.serving.variants import get_variant
-    from srice.toolset import embedded_options
 
     args = build_parser().parse_args(["ask", "--image", "x.png", "--question", "q"])
     variant = get_variant(args.variant)

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from srice import prompts
+from srice.agent import prompts
+from srice.agent.targets import parse_targets
 from srice.synth import SynthKnobs, make_image
-from srice.synth_scene import SHAPES
-from srice.targets import parse_targets
-from srice.toy_data import detector_boxes, examples_for_image, targets_of
-from srice.train_toy import Encoder, TrainConfig, learning_rate
-from srice.train_yolo import _labels
+from srice.synth.scene import SHAPES
+from srice.toy.data import detector_boxes, examples_for_image, targets_of
+from srice.toy.train_mllm import Encoder, TrainConfig, learning_rate
+from srice.toy.train_yolo import _labels
 
 KNOBS = SynthKnobs(kinds=("colour", "exists", "colour_mc"))
 
@@ -136,7 +136,7 @@ def test_tile_labels_keep_objects_that_mostly_show():
 
 
 def test_token_labels_mark_visible_objects_and_leave_full_view_specks_as_background():
-    from srice.toy_vision import ATTRIBUTES, token_labels
+    from srice.toy.vision import ATTRIBUTES, token_labels
 
     scene, image, _ = next(
         s

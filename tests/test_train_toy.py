@@ -10,19 +10,19 @@ import pytest
 
 from conftest import run_srice
 from srice.errors import CalibrationError
-from srice.synth_scene import SHAPES
+from srice.synth.scene import SHAPES
 from srice.toy import TOY_DIR
-from srice.train_toy import TrainConfig
-from srice.train_yolo import YoloConfig
+from srice.toy.train_mllm import TrainConfig
+from srice.toy.train_yolo import YoloConfig
 
 
 def test_a_failed_stage_keeps_what_the_earlier_stages_trained(tmp_path):
     """Minutes of training must survive a late failure: here the detector, trained for one epoch
     on six tiles, finds nothing, so its calibration fails with a clear error."""
+    from srice.app.build import build_tools
     from srice.serving.hf import TransformersBackend
     from srice.serving.types import Message, Request
-    from srice.toolset import build_tools
-    from srice.toy_bundle import train_bundle
+    from srice.toy.bundle import train_bundle
 
     logged = []
     with pytest.raises(CalibrationError, match="matched"):
@@ -56,8 +56,8 @@ def test_a_failed_stage_keeps_what_the_earlier_stages_trained(tmp_path):
 @pytest.mark.skipif(not (TOY_DIR / "yolo.pt").exists(), reason="needs the trained toy bundle (issue 6)")
 def test_calibrate_bundle_fits_both_calibrations_on_its_own_split(tmp_path):
     from srice.calibration import load_calibrator
-    from srice.toy_bundle import calibrate_bundle
-    from srice.us_calibration import UncertaintyCalibration
+    from srice.calibration.uncertainty import UncertaintyCalibration
+    from srice.toy.bundle import calibrate_bundle
 
     os.symlink(TOY_DIR / "mllm", tmp_path / "mllm")
     os.symlink(TOY_DIR / "yolo.pt", tmp_path / "yolo.pt")
@@ -79,7 +79,7 @@ def test_train_toy_help_names_its_knobs():
 def test_detector_tiles_cover_both_predict_scales(tmp_path):
     from PIL import Image
 
-    from srice.train_yolo import cut_tiles
+    from srice.toy.train_yolo import cut_tiles
 
     config = YoloConfig(images=6, tiles_per_image=2, coarse_tiles_per_image=1)
     counts = cut_tiles(config, tmp_path, range(6))

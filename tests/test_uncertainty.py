@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from srice.agent.uncertainty import SetSizeScore, calibrate_qhat, lac_set, option_probabilities
 from srice.errors import CalibrationError
 from srice.serving.types import Completion, TokenLogprob
-from srice.uncertainty import SetSizeScore, calibrate_qhat, lac_set, option_probabilities
 
 
 def completion(first: dict[str, float], rest: int = 0) -> Completion:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from srice.agent.visual import Crop, crop_regions, crop_window, draw_regions, label_colour
 from srice.errors import InputError
 from srice.tools.regions import Regions
-from srice.visual import Crop, crop_regions, crop_window, draw_regions, label_colour
 
 W, H = 640, 480
 

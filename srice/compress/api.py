@@ -154,7 +154,7 @@ def compress(
     net = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).eval()
     batches, calib_info = [], None
     if needs_data:
-        from srice.adapters import load_items
+        from srice.eval.data import load_items
 
         items = load_items(calib, limit=calib_n)
         if not items:

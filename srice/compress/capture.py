@@ -1,7 +1,7 @@
 """Activation capture: the only part of compression that runs the model.
 
 Calibration is multimodal: each sample is an (image, question[, answer]) prompt built exactly as the
-serving layer builds it (``srice.prompts.direct_request`` through the processor's chat template, as
+serving layer builds it (``srice.agent.prompts.direct_request`` through the processor's chat template, as
 the transformers backend does), so the statistics come from image tokens and text tokens in the
 proportions the served model sees. OWLed found the vision side matters; text-only calibration
 would miss it.
@@ -87,11 +87,11 @@ def _hf_messages(request):
 def calibration_inputs(processor, items: Sequence, *, with_answers: bool = True) -> list[dict]:
     """One model-input dict per item (batch of one, so no padding enters the statistics).
 
-    ``items`` are ``EvalItem``s (``srice.adapters.load_items``). With ``with_answers`` the reference
+    ``items`` are ``EvalItem``s (``srice.eval.data.load_items``). With ``with_answers`` the reference
     answer follows as the assistant turn, so answer tokens are calibrated too.
     """
+    from srice.agent.prompts import direct_request
     from srice.images import load_image
-    from srice.prompts import direct_request
     from srice.serving.types import Message, Request
 
     out = []

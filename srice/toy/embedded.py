@@ -16,8 +16,8 @@ from pathlib import Path
 from srice.errors import InputError
 
 # $SRICE_TOY_DIR points everything at another bundle (e.g. one built with another seed)
-TOY_DIR = Path(os.environ.get("SRICE_TOY_DIR") or Path(__file__).parent / "assets" / "toy")
-# The detector predicts at the two scales it trained at (srice.train_yolo): at twice the synthetic
+TOY_DIR = Path(os.environ.get("SRICE_TOY_DIR") or Path(__file__).resolve().parents[1] / "assets" / "toy")
+# The detector predicts at the two scales it trained at (srice.toy.train_yolo): at twice the synthetic
 # world's longest side, where a 6 px object spans more than one stride-8 cell (so YOLO's assigner had an
 # anchor inside it to learn from), and shrunk to 672 px, where a large object fits its receptive field.
 PREDICT_SIZES = (2 * 1344, 672)

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from srice.synth import SynthKnobs, make_image
-from srice.synth_scene import SHAPES
+from srice.synth.scene import SHAPES
 
 TRAIN_SEED_OFFSET = 3000  # detector training images: synth seed 3000 + model seed
 

@@ -67,7 +67,7 @@ from itertools import islice
 from pathlib import Path
 
 from srice.errors import InputError
-from srice.evalitem import METRICS, EvalItem
+from srice.eval.items import METRICS, EvalItem
 
 FORMATS = ("textvqa", "vqav2", "docvqa", "chartqa", "pope", "mc", "exact")
 _METRIC_OF = {

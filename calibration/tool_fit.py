@@ -19,7 +19,7 @@ from srice.calibration import (
     SequentialCalibrator,
     ThresholdCalibrator,
 )
-from srice.coco import AnnotatedImage
+from srice.calibration.coco import AnnotatedImage
 from srice.errors import InputError, ToolError
 from srice.images import load_image
 from srice.tools.base import batch_or_each

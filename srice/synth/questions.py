@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srice.synth_scene import PALETTE, SHAPES, SIZES, WORDS, Scene, SceneObject, gap
+from srice.synth.scene import PALETTE, SHAPES, SIZES, WORDS, Scene, SceneObject, gap
 
 OPEN_KINDS = ("colour", "count", "exists", "text", "leftright")
 MC_KINDS = ("colour_mc", "shape_mc", "text_mc")

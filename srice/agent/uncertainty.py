@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from srice.agent.prompts import LETTERS
 from srice.errors import CalibrationError
-from srice.prompts import LETTERS
 from srice.serving.types import Completion, TokenLogprob
 
 

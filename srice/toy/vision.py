@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from srice.synth import SynthKnobs, make_image
-from srice.synth_scene import PALETTE, SHAPES, TEXTURES, Scene
-from srice.toy_data import detector_crop
+from srice.synth.scene import PALETTE, SHAPES, TEXTURES, Scene
+from srice.toy.data import detector_crop
 
 ATTRIBUTES = {
     "colour": ("background", *PALETTE),

@@ -24,16 +24,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from srice.agent.prompts import direct_request, pathway_request, prompt_text, region_request
+from srice.agent.refer import referring_phrases, view_order
+from srice.agent.targets import parse_targets
+from srice.agent.trace import Answer, PathwayTrace
+from srice.agent.uncertainty import SetSizeScore, UncertaintyScore
+from srice.agent.visual import crop_regions, crop_window, draw_regions
 from srice.errors import InputError, SriceError
 from srice.images import check_question, load_image
-from srice.prompts import direct_request, pathway_request, prompt_text, region_request
-from srice.refer import referring_phrases, view_order
 from srice.serving.types import Backend, Completion
-from srice.targets import parse_targets
 from srice.tools.base import batch_or_each
-from srice.trace import Answer, PathwayTrace
-from srice.uncertainty import SetSizeScore, UncertaintyScore
-from srice.visual import crop_regions, crop_window, draw_regions
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class Agent:
         zoom grid) gives one pathway per region, named ``tool[i]``: the union of a grid is the whole
         image, while each cell alone is a real zoom. Others give one pathway showing their union and,
         with ``top_views`` k, one ``tool[i]`` for each of their k likeliest referents of the targets
-        (i = rank; ``srice.refer``: best score first, or by size where the question says "small");
+        (i = rank; ``srice.agent.refer``: best score first, or by size where the question says "small");
         beside them the union view is dropped if it is no zoom (``union_max_share``).
         """
         name = tool.name

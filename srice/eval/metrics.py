@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from srice.errors import InputError
-from srice.evalitem import EvalItem
+from srice.eval.items import EvalItem
 
 # ---------------------------------------------------------------------------------------------------
 # VQA normalisation

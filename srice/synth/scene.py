@@ -1,5 +1,5 @@
 """Scenes for the synthetic VQA world: sampling objects, placing them without overlap, rasterising
-their masks (``srice.synth_render`` paints them).
+their masks (``srice.synth.render`` paints them).
 
 Each object's mask is rasterised once, here, and later both painted through and written as its COCO
 segmentation, so ground truth and pixels agree exactly (a tool's calibration against it never fights
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Well separated, and all in the toy model's vocabulary (srice.tinymodel). No white or grey: those are
+# Well separated, and all in the toy model's vocabulary (srice.toy.tiny). No white or grey: those are
 # the background's colours.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),

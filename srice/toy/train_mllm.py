@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from srice import prompts
+from srice.agent import prompts
 from srice.synth import SynthKnobs, make_image
-from srice.tinymodel import TinySpec, build_tiny_model
-from srice.toy_data import Example, examples_for_image, stream, targets_of
+from srice.toy.data import Example, examples_for_image, stream, targets_of
+from srice.toy.tiny import TinySpec, build_tiny_model
 
 TOY_KINDS = ("colour", "exists", "colour_mc")
 TRAIN_SEED_OFFSET = 1000  # training images: synth seed 1000 + model seed
@@ -56,7 +56,7 @@ def toy_spec(seed: int) -> TinySpec:
 @dataclass(frozen=True)
 class TrainConfig:
     """Four phases: the vision tower alone on dense token labels (``vision_steps``, see
-    ``srice.toy_vision``); region examples alone (``region_steps``); crop examples alone, cropped
+    ``srice.toy.vision``); region examples alone (``region_steps``); crop examples alone, cropped
     tight (``focus_steps``), where the object fills the crop and the answer is plainly in the image;
     then every role with the agent's own crop geometry (``steps``).
 
@@ -240,7 +240,7 @@ def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[s
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from srice.toy_vision import VisionConfig, pretrain_vision
+    from srice.toy.vision import VisionConfig, pretrain_vision
 
     out = Path(out)
     began = time.perf_counter()

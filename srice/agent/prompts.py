@@ -54,7 +54,7 @@ def direct_request(
 def region_request(
     image: Image.Image, question: str, options: Sequence[str] | None = None, *, max_tokens: int = 48
 ) -> Request:
-    """SRICE step 2: ask which regions the question needs (parsed by ``srice.targets``)."""
+    """SRICE step 2: ask which regions the question needs (parsed by ``srice.agent.targets``)."""
     content = (image, question_text(question, options), REGION_INSTRUCTION)
     return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=0)
 

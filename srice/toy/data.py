@@ -1,10 +1,10 @@
 """Training examples for the toy MLLM, drawn from the synthetic world in the agent's own prompt formats.
 
 The toy model must play every role the SRICE agent gives the MLLM, in exactly the words the agent
-uses (``srice.prompts``), so it is trained on three kinds of example per synthetic question:
+uses (``srice.agent.prompts``), so it is trained on three kinds of example per synthetic question:
 
 - ``direct``: the full image and the question, answered;
-- ``crop``: the full image, the question and a zoomed crop built by ``srice.visual.crop_regions``
+- ``crop``: the full image, the question and a zoomed crop built by ``srice.agent.visual.crop_regions``
   around what a shape detector would return for the question's target (every object of that shape,
   boxes jittered), answered. In a share of them the "detector" missed and the crop shows other
   objects or nothing useful: the right answer stays the same, so the model learns to trust a crop
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from srice import prompts
+from srice.agent import prompts
+from srice.agent.visual import Crop, crop_regions
 from srice.synth import SynthKnobs, make_image
-from srice.synth_scene import SHAPES, Scene
+from srice.synth.scene import SHAPES, Scene
 from srice.tools.regions import Regions
-from srice.visual import Crop, crop_regions
 
 ROLES = ("direct", "crop", "region")
 

@@ -79,7 +79,7 @@ def _agent_for(args, backend):
     """The agent the arguments describe: tools (embedded models unless --tool-weights), calibrators
     and the uncertainty calibration from --calib, early exit only when asked for."""
     from srice.agent import Agent, AgentConfig
-    from srice.toolset import build_tools, load_calibrators
+    from srice.app.build import build_tools, load_calibrators
 
     names = _comma_list(args.tools)
     tools = build_tools(names, _tool_options(args.tool_weights))
@@ -91,7 +91,7 @@ def _agent_for(args, backend):
     calibrators = load_calibrators(calib, names)
     score, early_exit = None, None
     if calib and (Path(calib) / "uncertainty.json").exists():
-        from srice.us_calibration import UncertaintyCalibration
+        from srice.calibration.uncertainty import UncertaintyCalibration
 
         calibration = UncertaintyCalibration.load(Path(calib) / "uncertainty.json")
         score = calibration.score()
@@ -145,7 +145,7 @@ def cmd_demo(args) -> int:
     from srice.serving.variants import get_variant, load_variants
 
     get_variant(args.variant)  # an unknown variant fails before anything starts (or gradio loads)
-    from srice.demo import DemoSettings, build_app, cached, launch
+    from srice.app.demo import DemoSettings, build_app, cached, launch
     from srice.tools import TOOLS
 
     fixed = args.backend == "vllm" and bool(args.server or os.environ.get("SRICE_SERVER"))
@@ -189,15 +189,15 @@ def cmd_calibrate(args) -> int:
         raise SriceError("calibrating a tool needs --tool and --images (or --uncertainty for the US)")
     from tqdm import tqdm
 
-    from srice.coco import load_coco
-    from srice.tool_calibration import calibrate, make_calibrator, run_tool
+    from srice.calibration.coco import load_coco
+    from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
     from srice.tools import get_tool
 
     calibrator = make_calibrator(args.method, args.alpha, delta=args.delta, iou=args.iou)
     records = load_coco(args.data, args.images, masks=args.method == "mask")
     if not records:
         raise SriceError(f"{args.data} lists no images")
-    from srice.toolset import embedded_options
+    from srice.app.build import embedded_options
 
     options = embedded_options(args.tool) | _tool_options(args.option)
     if args.weights:
@@ -257,8 +257,8 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
 def cmd_eval(args) -> int:
     from tqdm import tqdm
 
-    from srice import evaluate
-    from srice.adapters import load_items, shard
+    import srice.eval.run as evaluate
+    from srice.eval.data import load_items, shard
 
     index, count = _parse_shard(args.shard)
     items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
@@ -309,9 +309,9 @@ def cmd_synth(args) -> int:
 
 def cmd_train_toy(args) -> int:
     from srice.toy import TOY_DIR
-    from srice.toy_bundle import train_bundle
-    from srice.train_toy import TrainConfig
-    from srice.train_yolo import YoloConfig
+    from srice.toy.bundle import train_bundle
+    from srice.toy.train_mllm import TrainConfig
+    from srice.toy.train_yolo import YoloConfig
 
     if args.steps < 1 or args.yolo_epochs < 1:
         raise SriceError("--steps and --yolo-epochs must be at least 1")
@@ -373,7 +373,7 @@ def cmd_compress(args) -> int:
 def _calibrate_uncertainty(args) -> int:
     from tqdm import tqdm
 
-    from srice.us_calibration import calibrate_uncertainty, load_questions
+    from srice.calibration.uncertainty import calibrate_uncertainty, load_questions
 
     questions = load_questions(args.data)
     with ExitStack() as stack:
@@ -492,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=16)
     p.set_defaults(func=cmd_eval)
 
-    from srice.train_toy import TrainConfig
-    from srice.train_yolo import YoloConfig
+    from srice.toy.train_mllm import TrainConfig
+    from srice.toy.train_yolo import YoloConfig
 
     p = sub.add_parser(
         "train-toy",
@@ -522,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_synth)
 
-    from srice.tool_calibration import METHODS
+    from srice.calibration.tool_fit import METHODS
 
     p = sub.add_parser(
         "calibrate",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from srice.agent.uncertainty import Uncertainty
 from srice.serving.types import TokenLogprob
-from srice.uncertainty import Uncertainty
 
 
 @dataclass

@@ -146,7 +146,7 @@ def build_tiny_model(spec: TinySpec, out: Path, corpus: Sequence[str] | None = N
     """Write the model, tokenizer, processor and chat template for ``spec`` into ``out``.
 
     ``corpus``: text to train the tokenizer on (default: a generic word list); a model trained on one
-    task (``srice.train_toy``) passes that task's prompts and answers, so its answers are single tokens.
+    task (``srice.toy.train_mllm``) passes that task's prompts and answers, so its answers are single tokens.
     """
     import torch
     from transformers import (

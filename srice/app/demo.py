@@ -31,14 +31,14 @@ import numpy as np
 from PIL import Image
 
 from srice.agent import Agent, AgentConfig, Item
+from srice.agent.prompts import LETTERS
+from srice.agent.trace import Answer, PathwayTrace
+from srice.agent.visual import crop_regions, draw_regions
 from srice.errors import InputError, SriceError
 from srice.images import check_question, load_image
-from srice.prompts import LETTERS
 from srice.tools.regions import Regions
-from srice.trace import Answer, PathwayTrace
-from srice.visual import crop_regions, draw_regions
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "demos" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "demos" / "examples"
 MAX_FILE_SIZE = "10mb"  # uploads above this are refused by gradio before they reach us
 MAX_PIXELS = 4096 * 4096  # decoded size limit; the model sees a few hundred pixels a side anyway
 DISPLAY_SIDE = 768  # longest side of the pictures the page shows (the model's inputs are unchanged)

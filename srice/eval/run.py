@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srice.agent import Agent, Item
-from srice.evalitem import EvalItem
-from srice.metrics import score
-from srice.trace import Answer
-from srice.us_calibration import normalise
+from srice.agent.trace import Answer
+from srice.calibration.uncertainty import normalise
+from srice.eval.items import EvalItem
+from srice.eval.metrics import score
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from srice.agent.prompts import LETTERS, direct_request
+from srice.agent.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
 from srice.errors import CalibrationError, InputError
+from srice.eval.metrics import exact_match, mc_accuracy
 from srice.images import load_image
-from srice.metrics import exact_match, mc_accuracy
-from srice.prompts import LETTERS, direct_request
-from srice.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
 
 FORMAT_VERSION = 1
 METHOD = "uncertainty-lac"

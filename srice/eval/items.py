@@ -1,4 +1,4 @@
-"""One benchmark question, whatever file format it came from (see ``srice.adapters``)."""
+"""One benchmark question, whatever file format it came from (see ``srice.eval.data``)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from srice.synth_scene import DARK_TEXT, LIGHT_FILLS, LIGHT_TEXT, Scene, SceneObject, font
+from srice.synth.scene import DARK_TEXT, LIGHT_FILLS, LIGHT_TEXT, Scene, SceneObject, font
 
 
 def render(scene: Scene, rng: np.random.Generator) -> Image.Image:

@@ -36,9 +36,9 @@ import numpy as np
 import PIL
 
 from srice.errors import InputError
-from srice.synth_questions import KINDS, TEXT_KINDS, build_question, plan_questions, record
-from srice.synth_render import render, segmentation
-from srice.synth_scene import SHAPES, Scene, sample_scene
+from srice.synth.questions import KINDS, TEXT_KINDS, build_question, plan_questions, record
+from srice.synth.render import render, segmentation
+from srice.synth.scene import SHAPES, Scene, sample_scene
 
 GENERATOR_VERSION = 1
 OUTPUT_FILES = ("questions.jsonl", "scenes.jsonl", "annotations.json", "synth.json")
@@ -55,11 +55,11 @@ class SynthKnobs:
     min_side: int = 672
     max_side: int = 1344
     mc_fraction: float = 0.3  # share of multiple-choice questions, when both families are enabled
-    # "polygon": polygons for polygonal shapes (RLE for circles), exact under srice.coco's decoder;
-    # "rle": uncompressed RLE for every object, exact under any decoder, pycocotools included
-    # (pycocotools reads polygon vertices as pixel corners, srice.coco as pixel centres: on a 6 px
-    # star the two decodings overlap by IoU ~0.5).
-    mask_format: str = "rle"  # uncompressed RLE decodes the same in srice.coco and pycocotools
+    # "polygon": polygons for polygonal shapes (RLE for circles), exact under our COCO decoder
+    # (srice.calibration.coco); "rle": uncompressed RLE for every object, exact under any decoder,
+    # pycocotools included (pycocotools reads polygon vertices as pixel corners, srice.calibration.coco
+    # as pixel centres: on a 6 px star the two decodings overlap by IoU ~0.5).
+    mask_format: str = "rle"  # uncompressed RLE decodes the same in srice.calibration.coco and pycocotools
 
     def __post_init__(self) -> None:
         kinds = KINDS if self.kinds is None else self.kinds
@@ -146,7 +146,7 @@ def make_image(
     seed: int, index: int, config: SynthKnobs = SynthKnobs(), budget: int | None = None
 ) -> tuple[Scene, PIL.Image.Image, list[dict]]:
     """Image ``index`` of set ``seed``: plan its questions, sample a scene that can answer them,
-    render it, ask them. In memory, so training (``srice.toy_data``) draws from the very same world."""
+    render it, ask them. In memory, so training (``srice.toy.data``) draws from the very same world."""
     plan_rng, layout_rng, pixel_rng = (
         np.random.default_rng([seed, index, s]) for s in (_PLAN, _LAYOUT, _PIXELS)
     )

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from srice.train_toy import TOY_KINDS, TrainConfig
-from srice.train_yolo import YoloConfig
+from srice.toy.train_mllm import TOY_KINDS, TrainConfig
+from srice.toy.train_yolo import YoloConfig
 
 CALIB_SEED_OFFSET = 5000  # calibration questions: synth seed 5000 + model seed
 ALPHA = 0.1
@@ -31,7 +31,7 @@ def _sha256(path: Path) -> str:
 
 def code_version() -> str:
     """The git commit the bundle was built from (plus '-dirty' for uncommitted changes), if known."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
@@ -51,13 +51,13 @@ def calibrate_bundle(
 ) -> dict:
     """Fit the detector's calibrator (CRC recall threshold, then split-conformal box margins) and the
     uncertainty calibration on a synthetic split of their own."""
-    from srice.coco import load_coco
+    from srice.calibration.coco import load_coco
+    from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
+    from srice.calibration.uncertainty import calibrate_uncertainty, load_questions
     from srice.serving.hf import TransformersBackend
     from srice.synth import generate
-    from srice.tool_calibration import calibrate, make_calibrator, run_tool
     from srice.tools import get_tool
     from srice.toy import toy_yolo_options
-    from srice.us_calibration import calibrate_uncertainty, load_questions
 
     calib = out / "calib"
     calib.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,8 @@ def train_bundle(
     is built in a staging folder and moved into ``out`` only when complete; a run that failed or
     was stopped leaves its staging folder, and ``resume`` (that folder) keeps the stages it finished
     (the trained MLLM, the trained detector) instead of training them again."""
-    from srice import train_toy, train_yolo
+    import srice.toy.train_mllm as train_toy
+    from srice.toy import train_yolo
 
     mllm = replace(mllm or TrainConfig(), seed=seed)
     yolo = replace(yolo or YoloConfig(), seed=seed)
