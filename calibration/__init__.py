@@ -15,7 +15,9 @@ data, and ``save(path)`` / ``load(path)`` (or :func:`load_calibrator`) keep it a
 Predictions and ground truth are paired by :func:`match` (greedy by score, IoU and label).
 """
 
-from .base import FORMAT_VERSION, METHODS, Calibrator, data_hash, load_calibrator, min_n
+from .base import METHODS, Calibrator, data_hash, load_calibrator
+from .conformal import min_n
+from .files import FORMAT_VERSION
 from .margins import BoxMarginCalibrator
 from .masks import MaskCalibrator
 from .matching import Example, GroundTruth, Matching, box_iou, match

@@ -1,22 +1,8 @@
-"""Shared machinery of the calibrators: the MAPIE-style verbs, JSON files, the data hash, sizes.
+"""The calibrators' shared base: the MAPIE-style verbs, the data hash, and loading any calibrator file.
 
 A calibrator is configured by its constructor, fitted by ``conformalize(examples)`` (a sequence of
-:class:`~srice.calibration.matching.Example`), and used by ``apply(regions)``. ``save`` writes, and
-``load`` reads, one JSON object::
-
-    {"format_version": 1, "method": "threshold", "alpha": 0.1, "n": 100,
-     "data_hash": "sha256:...", "params": {...}, "created_by": "srice 0.1.0"}
-
-``params`` holds the constructor settings and the fitted parameters; ``n`` counts the calibration
-units the guarantee is stated over (images, matched pairs or matched instances, per calibrator).
-Non-finite numbers (a "keep nothing" threshold of +inf) are written as the strings "inf"/"-inf"
-so the file stays strict JSON.
-
-Sizes: split conformal needs the ceil((n+1)(1-alpha))-th smallest of n scores to exist, i.e.
-n >= ceil(1/alpha) - 1; conformal risk control with a loss bounded by B = 1 needs
-1/(n+1) <= alpha, i.e. n >= 1/alpha - 1. Below that the calibrators raise instead of returning a
-parameter without a guarantee. Both rounding steps use a 1e-9 tolerance, so that alpha = 0.1 gives
-exactly 9 and not 10 through floating-point noise in (n+1)(1-alpha).
+:class:`~srice.calibration.matching.Example`), and used by ``apply(regions)``; ``save``/``load``
+keep it as one JSON object (``srice.calibration.files``), sized by ``srice.calibration.conformal``.
 """
 
 from __future__ import annotations
@@ -24,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -36,10 +21,9 @@ import numpy as np
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
+from .conformal import check_alpha
+from .files import FORMAT_VERSION, check_header, read_file
 from .matching import Example
-
-FORMAT_VERSION = 1
-_EPS = 1e-9
 
 # method name -> "module:attr", imported when looked up (the project's registry convention).
 METHODS: dict[str, str] = {
@@ -48,77 +32,6 @@ METHODS: dict[str, str] = {
     "mask_dilation": "srice.calibration.masks:MaskCalibrator",
     "sequential": "srice.calibration.sequential:SequentialCalibrator",
 }
-
-
-def min_n(alpha: float, method: str = "split") -> int:
-    """The smallest calibration size for which ``method`` can give its guarantee at level ``alpha``.
-
-    ``"split"``: split conformal, ceil((n+1)(1-alpha)) <= n  <=>  n >= ceil(1/alpha) - 1.
-    ``"crc"``: conformal risk control with a loss bounded by 1, 1/(n+1) <= alpha  <=>  n >= 1/alpha - 1.
-    """
-    alpha = check_alpha(alpha)
-    if method == "split":
-        return max(1, math.ceil(1.0 / alpha - _EPS) - 1)
-    if method == "crc":
-        return max(1, math.ceil(1.0 / alpha - 1.0 - _EPS))
-    raise CalibrationError(f"Unknown min_n method {method!r}; use 'split' or 'crc'.")
-
-
-def conformal_rank(n: int, alpha: float) -> int:
-    """The 1-based rank ceil((n+1)(1-alpha)) of the split-conformal quantile among n scores."""
-    return max(1, math.ceil((n + 1) * (1.0 - alpha) - _EPS))
-
-
-def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
-    """The ceil((n+1)(1-alpha))-th smallest of ``scores``; the caller has checked n >= min_n."""
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    k = conformal_rank(len(scores), alpha)
-    if k > len(scores):  # pragma: no cover - callers check min_n first
-        raise CalibrationError(f"{len(scores)} scores are too few for alpha={alpha}.")
-    return float(np.partition(scores, k - 1)[k - 1])
-
-
-def check_alpha(alpha: float, name: str = "alpha") -> float:
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise CalibrationError(f"{name} must be a number strictly between 0 and 1, got {alpha!r}.")
-    return value
-
-
-def check_iou(iou: float) -> float:
-    value = float(iou)
-    if not 0.0 < value <= 1.0:
-        raise CalibrationError(f"iou must be in (0, 1], got {iou!r}.")
-    return value
-
-
-def too_few(what: str, have: int, need: int, alpha: float, calibrator: str) -> CalibrationError:
-    """The error for a calibration set below the minimum size, stating the minimum."""
-    return CalibrationError(
-        f"{calibrator} needs at least {need} {what} for alpha={alpha:g} but the calibration data has "
-        f"{have}; add calibration images or raise alpha."
-    )
-
-
-def encode_float(value: float) -> float | str:
-    """A float for strict JSON: +-inf become "inf"/"-inf" (NaN is a bug and raises)."""
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError("NaN cannot be stored in a calibration file")
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def decode_float(value: Any) -> float:
-    if value in ("inf", "-inf"):
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
 
 
 def require(module: str, pip_name: str, purpose: str):
@@ -321,7 +234,7 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> Calibrator:
-        data = _check_header(data, source)
+        data = check_header(data, source)
         method = data["method"]
         if cls is Calibrator:
             return _class_for(method, source).from_dict(data, source)
@@ -365,64 +278,6 @@ class Calibrator:
         settings = ", ".join(f"{k}={v!r}" for k, v in ({"alpha": self.alpha} | self.config()).items())
         state = f"n={self._n}" if self.is_conformalized else "not conformalized"
         return f"{self.name}({settings}) [{state}]"
-
-
-def read_file(path: str | os.PathLike) -> dict:
-    """The JSON object of a calibration file, or a CalibrationError saying what is wrong with it."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CalibrationError(
-            f"Calibration file {path} does not exist; check the path or create it with "
-            f"conformalize(...).save(path)."
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CalibrationError(
-            f"Calibration file {path} cannot be read ({e}); check it or recreate it with "
-            f"conformalize(...).save(path)."
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise CalibrationError(
-            f"Calibration file {path} is not valid JSON (corrupt or truncated); recreate it with "
-            f"conformalize(...).save(path)."
-        ) from None
-    return data
-
-
-def _check_header(data: Any, source: str) -> dict:
-    if not isinstance(data, dict):
-        raise CalibrationError(
-            f"Calibration file {source} does not hold a JSON object; recreate it with "
-            f"conformalize(...).save(path)."
-        )
-    fields = ("format_version", "method", "alpha", "n", "data_hash", "params")
-    missing = [key for key in fields if key not in data]
-    if missing:
-        raise CalibrationError(
-            f"Calibration file {source} lacks {', '.join(missing)} (not a srice calibration file or "
-            f"truncated); recreate it with conformalize(...).save(path)."
-        )
-    if data["format_version"] != FORMAT_VERSION:
-        raise CalibrationError(
-            f"Calibration file {source} has format_version {data['format_version']!r} but this srice "
-            f"reads version {FORMAT_VERSION}; recreate it with this srice (conformalize(...).save(path))."
-        )
-    n = data["n"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(data["params"], dict):
-        raise CalibrationError(
-            f"Calibration file {source} has an invalid n or params; recreate it with "
-            f"conformalize(...).save(path)."
-        )
-    if isinstance(data["alpha"], bool) or not isinstance(data["alpha"], int | float):
-        raise CalibrationError(
-            f"Calibration file {source} has a non-numeric alpha; recreate it with "
-            f"conformalize(...).save(path)."
-        )
-    check_alpha(data["alpha"])
-    return data
 
 
 def _class_for(method: Any, source: str) -> type[Calibrator]:

@@ -40,7 +40,8 @@ import numpy as np
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
-from .base import Calibrator, check_iou, conformal_quantile, min_n, too_few
+from .base import Calibrator
+from .conformal import check_iou, conformal_quantile, min_n, too_few
 from .matching import Example, clip_boxes, match_boxes
 
 KINDS = ("additive", "multiplicative")

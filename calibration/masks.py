@@ -39,7 +39,8 @@ import numpy as np
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
-from .base import Calibrator, check_iou, min_n, require, too_few
+from .base import Calibrator, require
+from .conformal import check_iou, min_n, too_few
 from .matching import Example, match
 
 

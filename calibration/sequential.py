@@ -23,7 +23,8 @@ import numpy as np
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
-from .base import FORMAT_VERSION, Calibrator
+from .base import Calibrator
+from .files import FORMAT_VERSION
 from .margins import BoxMarginCalibrator
 from .matching import Example
 from .threshold import ThresholdCalibrator

@@ -58,7 +58,9 @@ import numpy as np
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
-from .base import Calibrator, check_alpha, check_iou, decode_float, encode_float, min_n, require, too_few
+from .base import Calibrator, require
+from .conformal import check_alpha, check_iou, min_n, too_few
+from .files import decode_float, encode_float
 from .matching import Example, match
 
 PRECISION_GRID = np.round(np.linspace(0.0, 0.99, 100), 10)

@@ -18,7 +18,7 @@ from srice.calibration import (
     min_n,
     synthetic_examples,
 )
-from srice.calibration.base import conformal_rank
+from srice.calibration.conformal import conformal_rank
 from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 

@@ -1,0 +1,102 @@
+"""Calibration files: one strict-JSON object per calibrator, read back with every error named.
+
+``save`` writes, and ``load`` reads::
+
+    {"format_version": 1, "method": "threshold", "alpha": 0.1, "n": 100,
+     "data_hash": "sha256:...", "params": {...}, "created_by": "srice 0.1.0"}
+
+``params`` holds the constructor settings and the fitted parameters; ``n`` counts the calibration
+units the guarantee is stated over (images, matched pairs or matched instances, per calibrator).
+Non-finite numbers (a "keep nothing" threshold of +inf) are written as the strings "inf"/"-inf"
+so the file stays strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from srice.errors import CalibrationError
+
+from .conformal import check_alpha
+
+FORMAT_VERSION = 1
+
+
+def encode_float(value: float) -> float | str:
+    """A float for strict JSON: +-inf become "inf"/"-inf" (NaN is a bug and raises)."""
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError("NaN cannot be stored in a calibration file")
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def decode_float(value: Any) -> float:
+    if value in ("inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def read_file(path: str | os.PathLike) -> dict:
+    """The JSON object of a calibration file, or a CalibrationError saying what is wrong with it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CalibrationError(
+            f"Calibration file {path} does not exist; check the path or create it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CalibrationError(
+            f"Calibration file {path} cannot be read ({e}); check it or recreate it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise CalibrationError(
+            f"Calibration file {path} is not valid JSON (corrupt or truncated); recreate it with "
+            f"conformalize(...).save(path)."
+        ) from None
+    return data
+
+
+def check_header(data: Any, source: str) -> dict:
+    if not isinstance(data, dict):
+        raise CalibrationError(
+            f"Calibration file {source} does not hold a JSON object; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    fields = ("format_version", "method", "alpha", "n", "data_hash", "params")
+    missing = [key for key in fields if key not in data]
+    if missing:
+        raise CalibrationError(
+            f"Calibration file {source} lacks {', '.join(missing)} (not a srice calibration file or "
+            f"truncated); recreate it with conformalize(...).save(path)."
+        )
+    if data["format_version"] != FORMAT_VERSION:
+        raise CalibrationError(
+            f"Calibration file {source} has format_version {data['format_version']!r} but this srice "
+            f"reads version {FORMAT_VERSION}; recreate it with this srice (conformalize(...).save(path))."
+        )
+    n = data["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(data["params"], dict):
+        raise CalibrationError(
+            f"Calibration file {source} has an invalid n or params; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    if isinstance(data["alpha"], bool) or not isinstance(data["alpha"], int | float):
+        raise CalibrationError(
+            f"Calibration file {source} has a non-numeric alpha; recreate it with "
+            f"conformalize(...).save(path)."
+        )
+    check_alpha(data["alpha"])
+    return data
