@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import ExitStack
 
 from bench_serving import picture  # the same synthetic pictures
 
-from srice.agent import Agent, Item
-from srice.app.build import build_tools
-from srice.serving.launcher import server_for
-from srice.serving.openai_http import OpenAIBackend
-from srice.serving.variants import get_variant
+from srice.agent import Item
+from srice.app.build import ServingConfig, build_agent, open_backend
 
 
 class Timed:
@@ -28,7 +26,7 @@ class Timed:
 
     def __init__(self, inner):
         self.inner, self.name, self.seconds = inner, inner.name, 0.0
-        self.separate_views = getattr(inner, "separate_views", False)
+        self.separate_views = inner.separate_views
 
     def _time(self, fn, *args):
         began = time.perf_counter()
@@ -54,13 +52,12 @@ def main() -> None:
     parser.add_argument("--tools", default="yolo,zoom")
     args = parser.parse_args()
 
-    variant = get_variant(args.variant)
     items = [Item(picture(i), "What colour is the square?", ("red", "green", "blue")) for i in range(args.n)]
-    tools = [Timed(t) for t in build_tools(args.tools.split(","))]
-    server = server_for(variant)
-    with server:
-        backend = Timed(OpenAIBackend(server.url, variant.served_name, concurrency=64))
-        agent = Agent(backend, tools)
+    with ExitStack() as stack:
+        backend, variant = open_backend(args.variant, ServingConfig(concurrency=64), stack)
+        agent = build_agent(backend, variant, args.tools.split(","))
+        backend = agent.backend = Timed(agent.backend)
+        tools = agent.tools = [Timed(t) for t in agent.tools]
         agent.answer_batch(items[:2])  # warm-up: lazy weights, server caches
         backend.seconds = 0.0
         for t in tools:

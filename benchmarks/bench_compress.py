@@ -68,10 +68,14 @@ def plan(sparsities: list[float], depths: list[float], smoke: bool) -> list[tupl
 
 
 def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Path) -> tuple[float, float]:
-    from srice.compress import compress
+    from srice.compress import CompressConfig, compress
 
-    ours = compress(model, work / "time-ours", "wanda", sparsity, calib=calib, calib_n=calib_n)
-    theirs = compress(model, work / "time-llmc", "llmc-wanda", sparsity, calib=calib, calib_n=calib_n)
+    ours = compress(
+        model, work / "time-ours", CompressConfig("wanda", sparsity, calib=calib, calib_n=calib_n)
+    )
+    theirs = compress(
+        model, work / "time-llmc", CompressConfig("llmc-wanda", sparsity, calib=calib, calib_n=calib_n)
+    )
     return ours.seconds, theirs.seconds
 
 
@@ -79,20 +83,13 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
     from contextlib import ExitStack
 
     from srice.agent.prompts import direct_request
+    from srice.app.build import ServingConfig, open_backend
     from srice.images import load_image
 
     with ExitStack() as stack:
-        if serve:
-            from srice.serving.launcher import server_for
-            from srice.serving.openai_http import OpenAIBackend
-
-            server = stack.enter_context(server_for(variant, log_path=work / f"vllm-{row.name}.log"))
-            backend = OpenAIBackend(server.url, variant.served_name, concurrency=16, timeout=120)
-        else:
-            from srice.serving.hf import TransformersBackend
-
-            backend = TransformersBackend(variant.model_path())
-        accuracy(row, backend, items, args, work)
+        serving = ServingConfig(backend="vllm" if serve else "transformers", concurrency=16)
+        backend, _ = open_backend(variant, serving, stack)
+        accuracy(row, backend, variant, items, args, work)
         if not serve:
             return
         requests = [
@@ -108,21 +105,23 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
         row.latency_ms = statistics.median(singles) * 1000
 
 
-def accuracy(row: Row, backend, items, args, work: Path) -> None:
+def accuracy(row: Row, backend, variant, items, args, work: Path) -> None:
     """Direct-pathway accuracy (all questions and colour ones), plus the toy's real skill: colour read
     from a crop of the true target box (a perfect detector), which the direct view mostly cannot show."""
     from bench_toy_ceiling import true_box_request  # a script beside this one
 
-    import srice.eval.run as evaluate
-    from srice.agent import Agent, AgentConfig
+    from srice.agent import AgentConfig
+    from srice.app.build import build_agent
+    from srice.eval import run as evaluate
     from srice.eval.metrics import score
+    from srice.eval.report import all_records, summarize
     from srice.images import load_image
 
     out = work / f"eval-{row.name}"
     config = AgentConfig(max_tokens=args.max_tokens)
-    evaluate.run(Agent(backend, (), config=config), items, out, batch_size=64)
-    records = evaluate.all_records(out)
-    row.accuracy = evaluate.summarize(records)["overall"]["direct"]
+    evaluate.run(build_agent(backend, variant, (), config=config), items, out, batch_size=64)
+    records = all_records(out)
+    row.accuracy = summarize(records)["overall"]["direct"]
     row.answers = {r["id"]: r["answer"] for r in records}
     colour = [r["score"] for r in records if r["kind"] == "colour"]
     row.colour = sum(colour) / len(colour) if colour else None
@@ -165,8 +164,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
 
-    from srice.compress import compress
+    from srice.compress import CompressConfig, compress
     from srice.compress.api import register, resolve_model
+    from srice.errors import SriceError
     from srice.eval.data import load_items
     from srice.serving.variants import Variant, get_variant
 
@@ -200,11 +200,15 @@ def main() -> None:
             if method == "w4a16" and not serve:
                 rows.append(Row(name, method, "-", work / name, note="skipped: needs vllm (--no-serve)"))
                 continue
-            result = compress(model, work / name, method, calib=calib, calib_n=args.calib_n, overwrite=True,
-                              **kwargs)  # fmt: skip
+            config = CompressConfig(method, calib=calib, calib_n=args.calib_n, **kwargs)
+            result = compress(model, work / name, config, overwrite=True)
             setting = f"{kwargs.get('sparsity', '-')}" + (" owl" if kwargs.get("owl") else "")
             row = Row(name, method, setting, result.out_dir, result.manifest)
-            variant, _ = register(result, f"bench-{name}")
+            try:
+                variant, _ = register(result, f"bench-{name}")
+            except SriceError as e:  # e.g. W4A16 on a CPU whose vLLM build lacks the kernel
+                rows.append(Row(name, method, setting, result.out_dir, result.manifest, note=f"skipped: {e}"))
+                continue
         print(f"{name}: evaluating on {len(items)} questions", file=sys.stderr, flush=True)
         accuracy_and_latency(row, variant, items, args, work, serve)
         rows.append(row)

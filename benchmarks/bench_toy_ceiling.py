@@ -19,6 +19,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 from srice.toy import TOY_DIR
@@ -55,13 +56,12 @@ def main() -> None:
 
     from srice.agent import AgentConfig
     from srice.agent.prompts import direct_request
+    from srice.app.build import ServingConfig, open_backend
     from srice.calibration.uncertainty import UncertaintyCalibration
     from srice.eval.data import load_items
     from srice.eval.metrics import score
-    from srice.eval.run import interval
+    from srice.eval.report import interval
     from srice.images import load_image
-    from srice.serving.launcher import server_for
-    from srice.serving.openai_http import OpenAIBackend
     from srice.serving.variants import Variant, get_variant
 
     bundle = Path(args.bundle).resolve()
@@ -92,8 +92,9 @@ def main() -> None:
         requests += [direct_request(image, i.question, i.options, **ask), true_box_request(i, image, config)]
     tiny = get_variant("tiny")
     variant = Variant("toy-ceiling", str(bundle / "mllm"), "srice-toy-ceiling", tiny.vllm_args)
-    with server_for(variant) as server:
-        completions = OpenAIBackend(server.url, variant.served_name, concurrency=16).generate(requests)
+    with ExitStack() as stack:
+        backend, _ = open_backend(variant, ServingConfig(concurrency=16), stack)
+        completions = backend.generate(requests)
 
     rows = collections.defaultdict(list)  # slice -> (direct, crop, srice, oracle, crop chosen)
     for k, item in enumerate(items):

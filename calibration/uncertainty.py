@@ -1,15 +1,16 @@
 """Calibrating the uncertainty score: LAC q-hats and the early-exit threshold, from answered questions.
 
-Data: a JSONL file, one question per line: ``{"image": path, "question": ..., "options": [...] or
-null, "answer": ...}`` (for multiple choice the answer is the option's letter or its text). Image
-paths are relative to the file. Each question gets the direct pathway once.
+Data: labelled ``EvalItem``s, read by ``srice.eval.data.load_items`` from any format ``srice eval``
+reads (our JSONL, VLMEvalKit TSV, parquet, saved HF datasets). Each question gets the direct
+pathway once; a question whose image cannot be read, or that has no answer, is skipped and counted.
 
 The calibration questions are split in two by a seeded permutation:
 - first half: q-hat for LAC sets, separately for multiple-choice and open questions (the score is
   1 - p(true answer); for open answers p is the first answer token's probability mass on tokens
-  that begin the true answer);
+  that begin a true answer, both sides VQA-normalised);
 - second half: the early-exit threshold t, by conformal risk control with the loss
-  "exited (US <= t) and wrong", which is monotone in t and bounded by 1: the largest t with
+  "exited (US <= t) and wrong" (1 - score, as ``srice eval`` scores the answer; 0 or 1 but for soft
+  VQA scores), which is monotone in t and bounded by 1: the largest t with
   (n * risk(t) + 1) / (n + 1) <= alpha. Its guarantee: the expected rate of questions that exit early
   with a wrong answer stays <= alpha. Disjoint halves keep the two guarantees separate.
 """
@@ -20,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,19 +31,13 @@ import numpy as np
 from srice.agent.prompts import LETTERS, direct_request
 from srice.agent.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
 from srice.errors import CalibrationError, InputError
-from srice.eval.metrics import exact_match, mc_accuracy
+from srice.eval import metrics
+from srice.eval.items import EvalItem
+from srice.eval.vqa import normalize_vqa_answer
 from srice.images import load_image
 
 FORMAT_VERSION = 1
 METHOD = "uncertainty-lac"
-
-
-@dataclass(frozen=True)
-class LabelledQuestion:
-    image: Path
-    question: str
-    options: tuple[str, ...] | None
-    answer: str  # a letter for multiple choice
 
 
 @dataclass(frozen=True)
@@ -93,73 +87,53 @@ class UncertaintyCalibration:
             raise CalibrationError(f"{path} is missing or has unknown fields ({e})") from None
 
 
-def load_questions(path: str | Path) -> list[LabelledQuestion]:
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-    out = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            options = tuple(str(o) for o in row["options"]) if row.get("options") else None
-            answer = str(row["answer"]).strip()
-            if options:
-                answer = _letter(answer, options)
-            out.append(LabelledQuestion(path.parent / row["image"], str(row["question"]), options, answer))
-        except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{path}:{number}: not a question record ({type(e).__name__}: {e})") from None
-    return out
-
-
-def _letter(answer: str, options: Sequence[str]) -> str:
-    if len(answer) == 1 and answer.upper() in LETTERS[: len(options)]:
-        return answer.upper()
-    lowered = [o.strip().lower() for o in options]
-    if answer.lower() in lowered:
-        return LETTERS[lowered.index(answer.lower())]
-    raise ValueError(f"answer {answer!r} is neither an option letter nor an option")
-
-
-def normalise(text: str) -> str:
-    return re.sub(r"[^\w\s]", "", text).strip().lower()
-
-
-def true_probability(completion, question: LabelledQuestion) -> float:
+def true_probability(completion, item: EvalItem) -> float:
+    """The probability the direct answer gave the truth: the option letter's (multiple choice), or
+    the first answer token's mass on candidates that begin a true answer (open questions)."""
     token = answer_token(completion)
-    if question.options:
+    if item.options:
         if token is None:
-            return 1.0 / len(question.options)
-        return float(option_probabilities(token, len(question.options))[LETTERS.index(question.answer)])
+            return 1.0 / len(item.options)
+        return float(option_probabilities(token, len(item.options))[LETTERS.index(item.answers[0])])
     if token is None:
         return 0.0
-    truth = normalise(question.answer)
+    truths = [normalize_vqa_answer(a) for a in item.answers]
     candidates = token.top_logprobs or (token,)
     return float(
         sum(
             math.exp(c.logprob)
             for c in candidates
-            if normalise(c.token) and truth.startswith(normalise(c.token))
+            if (piece := normalize_vqa_answer(c.token)) and any(t.startswith(piece) for t in truths)
         )
     )
 
 
-def is_correct(text: str, question: LabelledQuestion) -> bool:
-    """Scored as ``srice eval`` scores it: option-letter extraction, or a normalised exact match."""
-    if question.options:
-        return mc_accuracy(text, question.answer, question.options) == 1.0
-    return exact_match(text, (question.answer,)) == 1.0
+def _data_hash(items: Sequence[EvalItem]) -> str:
+    """Of the questions, options, answers and image bytes (not paths: the same data in another
+    folder hashes the same)."""
+
+    def image(item: EvalItem) -> str:
+        source = item.image
+        if isinstance(source, Path):
+            try:
+                source = source.read_bytes()
+            except OSError:
+                return str(source)
+        data = source if isinstance(source, bytes) else source.tobytes()
+        return hashlib.sha256(data).hexdigest()
+
+    rows = [[image(i), i.question, list(i.options) if i.options else None, i.answers[0]] for i in items]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
-def early_exit_threshold(scores: np.ndarray, wrong: np.ndarray, alpha: float) -> float | None:
-    """Largest t with (n * mean(score <= t and wrong) + 1) / (n + 1) <= alpha, or None."""
+def early_exit_threshold(scores: np.ndarray, loss: np.ndarray, alpha: float) -> float | None:
+    """Largest t with (n * mean(loss where score <= t, else 0) + 1) / (n + 1) <= alpha, or None.
+    ``loss`` lies in [0, 1]: 1 for a wrong answer, 0 for a right one (a boolean array works)."""
     n = len(scores)
+    loss = np.asarray(loss, dtype=float)
     best = None
     for t in np.unique(scores[np.isfinite(scores)]):
-        risk = float(np.mean((scores <= t) & wrong))
+        risk = float(np.mean(np.where(scores <= t, loss, 0.0)))
         if (n * risk + 1) / (n + 1) <= alpha:
             best = float(t)
         else:
@@ -169,7 +143,7 @@ def early_exit_threshold(scores: np.ndarray, wrong: np.ndarray, alpha: float) ->
 
 def calibrate_uncertainty(
     backend,
-    questions: Sequence[LabelledQuestion],
+    questions: Sequence[EvalItem],
     *,
     alpha: float = 0.1,
     seed: int = 0,
@@ -180,12 +154,17 @@ def calibrate_uncertainty(
 ) -> UncertaintyCalibration:
     """Answer every question directly once, then fit q-hats and the early-exit threshold.
 
-    A question whose image cannot be read is skipped and counted in ``skipped``.
+    A question whose image cannot be read, or that has no answer, is skipped and counted in
+    ``skipped``. The early-exit risk is the expected loss 1 - score (``srice.eval.metrics.score``,
+    as ``srice eval`` scores the answer) over questions that exit.
     """
     completions, kept, skipped = [], [], 0
     for start in range(0, len(questions), batch_size):
         requests = []
         for q in questions[start : start + batch_size]:
+            if not q.answers:
+                skipped += 1
+                continue
             try:
                 image = load_image(q.image)
             except InputError:
@@ -200,7 +179,7 @@ def calibrate_uncertainty(
             progress(len(questions[start : start + batch_size]))
     questions = kept
     if not questions:
-        raise InputError("no calibration question has a readable image")
+        raise InputError("no calibration question has a readable image and an answer")
     order = np.random.default_rng(seed).permutation(len(questions))
     first, second = order[: len(order) // 2], order[len(order) // 2 :]
     probs = np.array([true_probability(c, q) for c, q in zip(completions, questions)])
@@ -213,18 +192,15 @@ def calibrate_uncertainty(
         )
     score = SetSizeScore(alpha=alpha, qhat_choice=qhat["choice"], qhat_open=qhat["open"])
     scores = np.array([score(completions[i], questions[i].options).score for i in second])
-    wrong = np.array([not is_correct(completions[i].text, questions[i]) for i in second])
-    digest = hashlib.sha256(
-        json.dumps([[str(q.image), q.question, q.options, q.answer] for q in questions]).encode()
-    ).hexdigest()[:16]
+    loss = np.array([1.0 - metrics.score(questions[i], completions[i].text) for i in second])
     return UncertaintyCalibration(
         alpha=alpha,
         qhat_choice=qhat["choice"],
         qhat_open=qhat["open"],
-        early_exit=early_exit_threshold(scores, wrong, alpha) if len(second) else None,
+        early_exit=early_exit_threshold(scores, loss, alpha) if len(second) else None,
         n_choice=int(sum(choice[i] for i in first)),
         n_open=int(sum(~choice[i] for i in first)),
         n_exit=len(second),
-        data_hash=digest,
+        data_hash=_data_hash(questions),
         skipped=skipped,
     )

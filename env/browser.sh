@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the demo's browser test needs: Debian's chromium (apt) and npm playwright-core to drive it
-# (tests/browser/package-lock.json, no bundled browser download). Idempotent and quick when both are
+# (tests/app/browser/package-lock.json, no bundled browser download). Idempotent and quick when both are
 # there. Without root or apt it prints how to install chromium and carries on; the browser test then
 # fails with the same hint (set SRICE_SKIP_BROWSER=1 to skip it on such a machine).
 set -euo pipefail
@@ -21,7 +21,7 @@ if ! command -v chromium >/dev/null; then
 fi
 
 if command -v npm >/dev/null; then
-  dir=tests/browser
+  dir=tests/app/browser
   stamp=$(sha256sum "$dir/package-lock.json" | cut -c1-16)
   if [[ -f $dir/node_modules/.srice-stamp && $(cat "$dir/node_modules/.srice-stamp") == "$stamp" ]]; then
     log "playwright-core up to date ($stamp)"

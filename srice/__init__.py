@@ -1,6 +1,7 @@
 """srice: reliable, tool-using multimodal inference (SRICE: seeing and reasoning with confidence).
 
-``srice.Agent``, ``srice.AgentConfig``, ``srice.Item`` and ``srice.Answer`` are imported on first
+``srice.Agent``, ``srice.AgentConfig``, ``srice.Item``, ``srice.Answer`` and the way to build an
+agent (``srice.build_agent``, ``srice.open_backend``, ``srice.ServingConfig``) are imported on first
 use, so ``import srice`` (and the CLI's start-up) stays light.
 """
 
@@ -8,10 +9,8 @@ from srice.errors import CalibrationError, InputError, ServingError, SriceError,
 
 __version__ = "0.1.0"
 _LAZY = {
-    "Agent": "srice.agent",
-    "AgentConfig": "srice.agent",
-    "Item": "srice.agent",
-    "Answer": "srice.agent.trace",
+    **dict.fromkeys(("Agent", "AgentConfig", "Item", "Answer"), "srice.agent"),
+    **dict.fromkeys(("ServingConfig", "build_agent", "open_backend"), "srice.app.build"),
 }
 __all__ = ["CalibrationError", "InputError", "ServingError", "SriceError", "ToolError", "__version__", *_LAZY]
 

@@ -1,5 +1,6 @@
 """Both install modes give the namespaced layout: srice.serving, srice.tools, srice.calibration."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,15 +18,29 @@ def test_editable_install_imports_from_this_checkout(tmp_path):
 
 def test_wheel_and_regular_install(tmp_path):
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    # built from a copy of the checkout's files: a stale build/ folder here must not fill the wheel
+    source = tmp_path / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", ROOT],
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source],
         check=True,
         capture_output=True,
     )
     [wheel] = (tmp_path / "wheel").glob("srice-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
-        "srice/cli.py",
+        "srice/app/cli.py",
+        "srice/agent/loop.py",
+        "srice/eval/formats/benchmarks.py",
+        "srice/synth/world.py",
+        "srice/toy/embedded.py",
+        "srice/assets/toy/yolo.pt",
         "srice/serving/openai_http.py",
         "srice/serving/variants.json",
         "srice/tools/__init__.py",
@@ -33,6 +48,10 @@ def test_wheel_and_regular_install(tmp_path):
         "srice/compress/api.py",
     } <= names
     assert not any(n.startswith(("serving/", "tools/", "calibration/", "tests/")) for n in names)
+    folders = {"srice": "srice", **{f: f"srice/{f}" for f in ("serving", "tools", "calibration")}}
+    sources = {f"{folders[n.split('/')[0]]}/{n.split('/', 1)[1]}" for n in listed if n.endswith(".py")
+               and n.split("/")[0] in folders}  # fmt: skip
+    assert sources <= names, f"modules missing from the wheel (pyproject packages): {sorted(sources - names)}"
     target = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", target, wheel], check=True, capture_output=True)
     r = subprocess.run(

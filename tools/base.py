@@ -20,9 +20,11 @@ from srice.tools.regions import Regions
 
 @runtime_checkable
 class Tool(Protocol):
-    """What the agent needs from a vision tool."""
+    """What the agent needs from a vision tool. ``separate_views``: the agent shows each region on
+    its own rather than their union (a zoom grid's union is the whole image)."""
 
     name: str
+    separate_views: bool
 
     def __call__(self, image: Image.Image, targets: Sequence[str]) -> Regions: ...
 
@@ -35,6 +37,7 @@ class BaseTool:
     """``__call__`` and input checking on top of one batched ``_run``; subclasses set ``name``."""
 
     name: str = ""
+    separate_views: bool = False
 
     def __call__(self, image: Image.Image, targets: Sequence[str] = ()) -> Regions:
         return self.batch([image], [targets])[0]

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -33,7 +34,10 @@ from srice.agent.visual import crop_regions, crop_window, draw_regions
 from srice.errors import InputError, SriceError
 from srice.images import check_question, load_image
 from srice.serving.types import Backend, Completion
-from srice.tools.base import batch_or_each
+from srice.tools.base import Tool, batch_or_each
+
+if TYPE_CHECKING:  # calibrators are handed in; the agent only calls their apply()
+    from srice.calibration import Calibrator
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,22 @@ class AgentConfig:
     # top_views 2 records): +2.0 points on the split that chose 0.5 (synth seed 11), +1.7 on seed 7.
     union_max_share: float = 0.5
 
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.view not in ("crop", "boxes"):
+            raise InputError(f"view must be 'crop' or 'boxes', got {self.view!r}")
+        for name in ("max_tokens", "region_max_tokens", "crop_size", "tool_workers"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("top_logprobs", "top_views", "crop_context"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.tool_timeout > 0:
+            raise InputError(f"tool_timeout must be > 0 seconds, got {self.tool_timeout}")
+        if not self.union_max_share > 0:
+            raise InputError(f"union_max_share must be > 0, got {self.union_max_share}")
+
 
 @dataclass(frozen=True)
 class Item:
@@ -84,20 +104,14 @@ class Agent:
     def __init__(
         self,
         backend: Backend,
-        tools: Sequence = (),
-        calibrators: Mapping[str, object] | None = None,
+        tools: Sequence[Tool] = (),
+        calibrators: Mapping[str, Calibrator] | None = None,
         config: AgentConfig = AgentConfig(),
         uncertainty: UncertaintyScore | None = None,
     ):
         names = [t.name for t in tools]
         if len(set(names)) != len(names) or "direct" in names or any("[" in n for n in names):
             raise InputError(f"tool names must be unique, not 'direct' and without '[': {names}")
-        if config.view not in ("crop", "boxes"):
-            raise InputError(f"view must be 'crop' or 'boxes', got {config.view!r}")
-        if config.top_views < 0:
-            raise InputError(f"top_views must be >= 0, got {config.top_views}")
-        if not config.union_max_share > 0:
-            raise InputError(f"union_max_share must be > 0, got {config.union_max_share}")
         self.backend = backend
         self.tools = list(tools)
         self.calibrators = dict(calibrators or {})
@@ -256,7 +270,7 @@ class Agent:
         except SriceError as e:
             p.error = f"{type(e).__name__}: {e}"
             return [p]
-        separate = getattr(tool, "separate_views", False)
+        separate = tool.separate_views
         if len(regions) < 2:
             singles = []
         elif separate:

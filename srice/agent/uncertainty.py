@@ -1,4 +1,4 @@
-"""Uncertainty scores (US) of one answer, "prediction-set inspired" (DESIGN.md, "The method").
+"""Uncertainty scores (US) of one answer, "prediction-set inspired" (SRICE's selection rule).
 
 The primary score is the size of a conformal LAC prediction set built from the answer's logprobs:
 a pathway whose set is {"B"} is more certain than one whose set is {"B", "D"}. Set sizes are small

@@ -1,4 +1,10 @@
-"""Building the agent's tools from names, with the embedded models as defaults.
+"""The one way to build an agent, for every front end (CLI, demo, benchmarks, servers):
+
+- ``open_backend(variant, serving, stack)``: the model behind a variant, over HTTP from a running
+  server or from a ``vllm serve`` started here (and stopped when ``stack`` closes), or in-process
+  with transformers;
+- ``build_agent(backend, variant, tools, ...)``: the tools by name, their calibrators and the US
+  calibration from the variant's calibration folder (or the one named), and the agent's settings.
 
 ``srice ask --tools yolo,sam`` must work out of the box on a machine with no model hub, so a tool
 given no weights gets the embedded local model: the shape detector of the trained toy bundle
@@ -9,11 +15,136 @@ builds of ``srice.tools.tiny``. Calibrators are found by tool name in a calibrat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from srice.errors import InputError
+from srice.agent import Agent, AgentConfig
+from srice.errors import InputError, SriceError
+from srice.serving.types import Backend
+from srice.serving.variants import Variant, get_variant
 from srice.tools import TOOLS, get_tool
+
+BACKENDS = ("vllm", "transformers")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How to reach the model: ``server`` (a running OpenAI-compatible server's URL) or a ``vllm
+    serve`` started on 127.0.0.1; ``backend="transformers"`` runs the model in this process."""
+
+    backend: str = "vllm"
+    server: str | None = None
+    timeout: float = 120.0  # seconds per request attempt
+    concurrency: int = 32  # requests in flight against the server
+    allow_hub: bool = False  # may the transformers backend download a hub model
+    vllm: str | None = None  # the vllm executable (default: the one env/setup.sh installed)
+    startup_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name in ("timeout", "startup_timeout"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.concurrency < 1:
+            raise InputError(f"concurrency must be >= 1, got {self.concurrency}")
+
+
+def _variant(variant: str | Variant) -> Variant:
+    return variant if isinstance(variant, Variant) else get_variant(variant)
+
+
+def open_backend(
+    variant: str | Variant,
+    serving: ServingConfig,
+    stack: ExitStack,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Backend, Variant]:
+    """The serving backend for ``variant``; a ``vllm serve`` it starts is stopped when ``stack`` closes."""
+    variant = _variant(variant)
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    if serving.backend == "transformers":
+        from srice.serving.hf import TransformersBackend
+
+        if variant.is_hub and not serving.allow_hub:
+            raise SriceError(f"variant {variant.name!r} is a hub model; pass --allow-hub to download it")
+        return TransformersBackend(variant.model_path()), variant
+    from srice.serving.openai_http import OpenAIBackend
+
+    url = serving.server
+    if not url:
+        launched = stack.enter_context(start_server(variant, serving, host=host, port=port, log=say))
+        say(f"vllm serve ready at {launched.url} in {launched.started_seconds:.0f} s")
+        url = launched.url
+    backend = OpenAIBackend(
+        url, variant.served_name, timeout=serving.timeout, concurrency=serving.concurrency
+    )
+    return backend, variant
+
+
+def start_server(
+    variant: str | Variant,
+    serving: ServingConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """A ``vllm serve`` of ``variant`` (not yet started: use it as a context manager). Signal handlers
+    that stop it on SIGINT/SIGTERM are installed from the main thread only (the demo starts other
+    variants' servers from worker threads; atexit stops those)."""
+    from srice.serving.launcher import install_signal_handlers, server_for
+
+    variant = _variant(variant)
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers()
+    (log or (lambda text: print(text, file=sys.stderr, flush=True)))(
+        f"starting vllm serve for variant {variant.name!r} ..."
+    )
+    return server_for(
+        variant, executable=serving.vllm, host=host, port=port, startup_timeout=serving.startup_timeout
+    )
+
+
+def build_agent(
+    backend: Backend,
+    variant: str | Variant,
+    tools: Sequence[str] = ("zoom",),
+    *,
+    tool_weights: Mapping[str, str] | None = None,
+    calib: str | Path | None = None,
+    early_exit: bool = False,
+    config: AgentConfig = AgentConfig(),
+) -> Agent:
+    """The SRICE agent over ``backend``: ``tools`` by name (embedded models unless ``tool_weights``
+    names a file), their calibrators and the uncertainty calibration from ``calib`` (default: the
+    variant's own calibration folder, e.g. the toy model's), early exit only when asked for."""
+    variant = _variant(variant)
+    names = list(tools)
+    built = build_tools(names, tool_weights)
+    folder = calib if calib is not None else variant.calibration_dir()
+    calibrators = load_calibrators(folder, names)
+    score, threshold = None, None
+    if folder and (Path(folder) / "uncertainty.json").exists():
+        from srice.calibration.uncertainty import UncertaintyCalibration
+
+        calibration = UncertaintyCalibration.load(Path(folder) / "uncertainty.json")
+        score = calibration.score()
+        threshold = calibration.early_exit if early_exit else None
+    elif early_exit:
+        raise SriceError(
+            "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
+        )
+    if threshold is not None:
+        config = replace(config, early_exit=threshold)
+    return Agent(backend, built, calibrators, config, uncertainty=score)
 
 
 def embedded_options(name: str) -> dict:

@@ -8,6 +8,6 @@ calibration prompts), ``quant`` calls llm-compressor, and ``api.compress`` ties 
 writes the checkpoint and its manifest.
 """
 
-from srice.compress.api import METHODS, CompressResult, compress
+from srice.compress.api import METHODS, CompressConfig, CompressResult, compress
 
-__all__ = ["METHODS", "CompressResult", "compress"]
+__all__ = ["METHODS", "CompressConfig", "CompressResult", "compress"]

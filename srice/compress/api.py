@@ -24,7 +24,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from srice.compress import masks, owl, scores
@@ -51,18 +51,6 @@ class CompressResult:
     out_dir: Path
     manifest: dict
     seconds: float  # the method itself: capture + pruning/quantization, not loading or saving
-
-
-@dataclass
-class _Plan:
-    method: str
-    sparsity: float
-    nm: tuple[int, int] | None
-    owl: bool
-    owl_m: float
-    owl_lambda: float
-    include_vision: bool
-    info: dict = field(default_factory=dict)
 
 
 def resolve_model(model: str | Path) -> tuple[Path, object | None]:
@@ -113,36 +101,53 @@ def check_args(method: str, sparsity: float | None, nm: str | tuple | None, owl_
     return sparsity, nm
 
 
+@dataclass(frozen=True)
+class CompressConfig:
+    """What ``compress`` does: the method and its settings, checked (and N:M resolved) on creation."""
+
+    method: str
+    sparsity: float | None = None  # share of weights per layer (depth: of layers); None: 0.5 or N:M's
+    calib: str | Path | None = None  # calibration questions (any format srice eval reads)
+    calib_n: int = 32
+    nm: str | tuple[int, int] | None = None  # "2:4": keep N of every M weights
+    owl: bool = False  # OWL's outlier-weighted per-layer sparsity
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    include_vision: bool = False
+
+    def __post_init__(self) -> None:
+        sparsity, nm = check_args(self.method, self.sparsity, self.nm, self.owl)
+        object.__setattr__(self, "sparsity", sparsity)
+        object.__setattr__(self, "nm", nm)
+        if self.needs_data and not self.calib:
+            raise InputError(
+                f"method {self.method}{' with OWL' if self.owl else ''} needs calibration data (--calib)"
+            )
+        if self.calib_n < 1:
+            raise InputError(f"calib_n must be >= 1, got {self.calib_n}")
+
+    @property
+    def needs_data(self) -> bool:
+        return self.method in NEEDS_DATA or (self.owl and self.method != "magnitude")
+
+
 def compress(
     model: str | Path,
     out_dir: str | Path,
-    method: str,
-    sparsity: float | None = None,
+    config: CompressConfig,
     *,
-    calib: str | Path | None = None,
-    calib_n: int = 32,
-    nm: str | tuple[int, int] | None = None,
-    owl: bool = False,
-    owl_m: float = 5.0,
-    owl_lambda: float = 0.08,
-    include_vision: bool = False,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> CompressResult:
-    """Compress ``model`` (a folder or a variant name) with ``method`` into ``out_dir``."""
+    """Compress ``model`` (a folder or a variant name) as ``config`` says, into ``out_dir``."""
     say = progress or (lambda text: None)
-    sparsity, nm_t = check_args(method, sparsity, nm, owl)
     source, variant = resolve_model(model)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise InputError(f"output folder {out} exists and is not empty")
     if out.resolve() == source.resolve():
         raise InputError("output folder must differ from the model folder")
-    needs_data = method in NEEDS_DATA or (owl and method != "magnitude")
-    if needs_data and not calib:
-        raise InputError(f"method {method}{' with OWL' if owl else ''} needs calibration data (--calib)")
-    if calib_n < 1:
-        raise InputError(f"calib_n must be >= 1, got {calib_n}")
+    method, calib = config.method, config.calib
 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -153,10 +158,10 @@ def compress(
     processor = AutoProcessor.from_pretrained(str(source))
     net = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).eval()
     batches, calib_info = [], None
-    if needs_data:
+    if config.needs_data:
         from srice.eval.data import load_items
 
-        items = load_items(calib, limit=calib_n)
+        items = load_items(calib, limit=config.calib_n)
         if not items:
             raise InputError(f"calibration data {calib} has no questions")
         batches = capture.calibration_inputs(processor, items)
@@ -166,11 +171,11 @@ def compress(
             "tokens": int(sum(b["input_ids"].numel() for b in batches)),
             "sha256": capture.data_hash(batches),
         }
-    plan = _Plan(method, sparsity, nm_t, owl, owl_m, owl_lambda, include_vision)
+    info: dict = {}
     began = time.perf_counter()
     say(f"{method}: compressing")
     with torch.no_grad():
-        pruned_names = _run(net, batches, plan, say)
+        pruned_names = _run(net, batches, config, info, say)
     seconds = time.perf_counter() - began
 
     say(f"saving {out}")
@@ -185,17 +190,17 @@ def compress(
         "base_model": str(source),
         "base_variant": variant.name if variant else None,
         "parameters": {
-            "sparsity": sparsity,
-            "nm": f"{nm_t[0]}:{nm_t[1]}" if nm_t else None,
-            "owl": owl,
-            "owl_m": owl_m if owl else None,
-            "owl_lambda": owl_lambda if owl else None,
-            "include_vision": include_vision,
-            "calib_n": calib_n if needs_data else None,
+            "sparsity": config.sparsity,
+            "nm": f"{config.nm[0]}:{config.nm[1]}" if config.nm else None,
+            "owl": config.owl,
+            "owl_m": config.owl_m if config.owl else None,
+            "owl_lambda": config.owl_lambda if config.owl else None,
+            "include_vision": config.include_vision,
+            "calib_n": config.calib_n if config.needs_data else None,
         },
         "calibration": calib_info,
         "seconds": round(seconds, 3),
-        **plan.info,
+        **info,
     }
     if pruned_names is not None:
         manifest["achieved"] = _achieved(net, pruned_names)
@@ -223,7 +228,7 @@ def _achieved(net, names: dict[str, list[str]]) -> dict:
     }
 
 
-def _run(net, batches, plan: _Plan, say) -> dict[str, list[str]] | None:
+def _run(net, batches, plan: CompressConfig, info: dict, say) -> dict[str, list[str]] | None:
     """Apply the method to ``net`` in place; returns block -> pruned Linear names for pruning methods."""
     from srice.compress import capture, depth
 
@@ -234,9 +239,9 @@ def _run(net, batches, plan: _Plan, say) -> dict[str, list[str]] | None:
         n = depth.count_for(plan.sparsity, len(text_blocks))
         drop = depth.layers_to_drop(influence, n)
         keep = depth.drop_layers(text_list, drop)
-        config = getattr(net.config, "text_config", net.config)
-        changes = depth.fix_config(config, keep)
-        plan.info["depth"] = {
+        text_config = getattr(net.config, "text_config", net.config)
+        changes = depth.fix_config(text_config, keep)
+        info["depth"] = {
             "block_influence": [round(x, 6) for x in influence],
             "removed_layers": drop,
             "kept_layers": keep,
@@ -247,14 +252,14 @@ def _run(net, batches, plan: _Plan, say) -> dict[str, list[str]] | None:
         from srice.compress import quant
 
         quant.quantize(net, plan.method, batches, include_vision=plan.include_vision)
-        plan.info["quantization"] = {"scheme": quant.SCHEMES[plan.method], "format": "compressed-tensors"}
+        info["quantization"] = {"scheme": quant.SCHEMES[plan.method], "format": "compressed-tensors"}
         return None
 
     sparsities = [plan.sparsity] * len(blocks)
     if plan.owl:
-        sparsities = _owl_allocation(net, batches, blocks, plan)
+        sparsities = _owl_allocation(net, batches, blocks, plan, info)
     names = {b.name: list(b.linears()) for b in blocks}
-    plan.info["target_sparsity"] = {b.name: round(s, 6) for b, s in zip(blocks, sparsities)}
+    info["target_sparsity"] = {b.name: round(s, 6) for b, s in zip(blocks, sparsities)}
     if plan.method.startswith("llmc-"):
         from srice.compress import quant
 
@@ -284,7 +289,7 @@ def _run(net, batches, plan: _Plan, say) -> dict[str, list[str]] | None:
     return names
 
 
-def _owl_allocation(net, batches, blocks, plan: _Plan) -> list[float]:
+def _owl_allocation(net, batches, blocks, plan: CompressConfig, info: dict) -> list[float]:
     """Outlier ratio of each block's scores on the dense model, then OWL's allocation."""
     from srice.compress import capture
 
@@ -300,7 +305,7 @@ def _owl_allocation(net, batches, blocks, plan: _Plan) -> list[float]:
         ]
         ratios.append(owl.outlier_ratio(block_scores, plan.owl_m))
     allocation = owl.allocate(ratios, plan.sparsity, plan.owl_lambda)
-    plan.info["owl"] = {
+    info["owl"] = {
         "outlier_ratio": {b.name: round(r, 6) for b, r in zip(blocks, ratios)},
         "lambda_effective": owl.effective_lambda(plan.sparsity, plan.owl_lambda),
     }

@@ -1,28 +1,9 @@
 """Scoring one prediction against a benchmark's ground truth, one function per benchmark convention.
 
 Every scorer returns a float in [0, 1] for one question; ``score`` dispatches on ``EvalItem.metric``.
-POPE is the one set-level metric (precision/recall/F1 over yes answers): ``pope_summary``.
-
-**VQA normalisation** (``normalize_vqa_answer``), written from the published description of the
-VQA evaluation (VQA v1/v2, also used by TextVQA), applied the same way to predictions and answers:
-
-1. newlines and tabs become spaces; the text is stripped and lower-cased;
-2. punctuation: each of ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` is deleted when it touches a
-   space somewhere in the text (``"red, blue"`` -> ``"red blue"``) or when the text contains a comma
-   between two digits (``"1,000"`` -> ``"1000"``); otherwise it becomes a space (``"t-shirt"`` ->
-   ``"t shirt"``). Apostrophes, colons and ``%``/``$``/``&``/``#``/``*`` are kept, as in the original;
-3. a period is removed unless a digit follows it, so decimals survive (``"3.5"``) while sentence
-   periods go (``"yes."`` -> ``"yes"``, ``"3."`` -> ``"3"``);
-4. word by word: number words zero..ten and ``none`` become digits (``"two"`` -> ``"2"``,
-   ``"none"`` -> ``"0"``), the articles ``a``, ``an``, ``the`` are dropped, and common contractions
-   written without their apostrophe are restored (``"dont"`` -> ``"don't"``; our own table,
-   ``CONTRACTIONS``, limited to forms that are not also ordinary words: ``its``, ``id``, ``ill``,
-   ``were``, ``wed``, ``shed``, ``well`` are left alone);
-5. whitespace is collapsed to single spaces.
-
-One deliberate difference from the original script: it skips normalising a prediction when all ten
-annotators gave the same answer; we always normalise both sides, which only ever helps a correct
-answer written differently (``"Two."`` for ``"2"``).
+POPE is the one set-level metric (precision/recall/F1 over yes answers): ``pope_summary``. The VQA
+accuracy and its answer normalisation live in ``srice.eval.vqa``, option-letter reading in
+``srice.eval.choice``.
 """
 
 from __future__ import annotations
@@ -32,140 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from srice.errors import InputError
+from srice.eval.choice import extract_choice, mc_accuracy
 from srice.eval.items import EvalItem
+from srice.eval.vqa import as_answers, exact_match, normalize_vqa_answer, vqa_accuracy
 
-# ---------------------------------------------------------------------------------------------------
-# VQA normalisation
-
-_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
-_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
-_PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
-NUMBER_WORDS = {
-    "none": "0",
-    "zero": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-}
-ARTICLES = frozenset({"a", "an", "the"})
-# Contractions typed without the apostrophe -> the spelled form. Keys are lower-case (normalisation
-# lower-cases first) and never an ordinary English word.
-CONTRACTIONS = {
-    "aint": "ain't",
-    "arent": "aren't",
-    "cant": "can't",
-    "couldnt": "couldn't",
-    "couldve": "could've",
-    "didnt": "didn't",
-    "doesnt": "doesn't",
-    "dont": "don't",
-    "hadnt": "hadn't",
-    "hasnt": "hasn't",
-    "havent": "haven't",
-    "hed": "he'd",
-    "hes": "he's",
-    "hows": "how's",
-    "im": "i'm",
-    "isnt": "isn't",
-    "itd": "it'd",
-    "itll": "it'll",
-    "ive": "i've",
-    "maam": "ma'am",
-    "mightnt": "mightn't",
-    "mightve": "might've",
-    "mustnt": "mustn't",
-    "mustve": "must've",
-    "neednt": "needn't",
-    "oclock": "o'clock",
-    "shant": "shan't",
-    "shes": "she's",
-    "shouldnt": "shouldn't",
-    "shouldve": "should've",
-    "thats": "that's",
-    "theres": "there's",
-    "theyd": "they'd",
-    "theyll": "they'll",
-    "theyre": "they're",
-    "theyve": "they've",
-    "wasnt": "wasn't",
-    "werent": "weren't",
-    "weve": "we've",
-    "whatre": "what're",
-    "whats": "what's",
-    "whens": "when's",
-    "wheres": "where's",
-    "whos": "who's",
-    "whys": "why's",
-    "wont": "won't",
-    "wouldnt": "wouldn't",
-    "wouldve": "would've",
-    "yall": "y'all",
-    "youd": "you'd",
-    "youll": "you'll",
-    "youre": "you're",
-    "youve": "you've",
-}
-
-
-def normalize_vqa_answer(text: str) -> str:
-    """``text`` normalised as the VQA evaluation does (rules in the module docstring)."""
-    text = " ".join(str(text).split()).lower()
-    joined_number = _DIGIT_COMMA_DIGIT.search(text) is not None
-    table = {}
-    for mark in _PUNCTUATION:
-        if mark in text:
-            delete = joined_number or f"{mark} " in text or f" {mark}" in text
-            table[ord(mark)] = None if delete else " "
-    text = _PERIOD_NOT_BEFORE_DIGIT.sub("", text.translate(table))
-    words = []
-    for word in text.split():
-        word = NUMBER_WORDS.get(word, word)
-        if word in ARTICLES:
-            continue
-        words.append(CONTRACTIONS.get(word, word))
-    return " ".join(words)
-
-
-def _as_answers(answers: str | Sequence[str]) -> list[str]:
-    return [answers] if isinstance(answers, str) else [str(a) for a in answers]
-
-
-def vqa_accuracy(prediction: str, answers: str | Sequence[str]) -> float:
-    """VQA soft accuracy: the mean, over leaving out each human answer in turn, of
-    ``min(1, matches among the others / 3)``.
-
-    With ten answers and k matching the prediction this is 0.3, 0.6, 0.9 and 1.0 for k = 1, 2, 3, 4+.
-    With fewer than ten answers the same leave-one-out mean is taken over the answers there are (so
-    two identical answers give at most 1/3: fewer annotators, less certainty); a single answer,
-    where leaving it out would leave nothing, scores an exact normalised match (1 or 0). No answers
-    score 0.
-    """
-    truths = [normalize_vqa_answer(a) for a in _as_answers(answers)]
-    if not truths:
-        return 0.0
-    guess = normalize_vqa_answer(prediction or "")
-    if len(truths) == 1:
-        return float(guess == truths[0])
-    matches = sum(t == guess for t in truths)
-    total = 0.0
-    for truth in truths:
-        others = matches - (truth == guess)
-        total += min(1.0, others / 3)
-    return total / len(truths)
-
-
-def exact_match(prediction: str, answers: str | Sequence[str]) -> float:
-    """1 when the VQA-normalised prediction equals any VQA-normalised answer."""
-    guess = normalize_vqa_answer(prediction or "")
-    return float(any(guess == normalize_vqa_answer(a) for a in _as_answers(answers)))
-
+__all__ = [
+    "PopeSummary", "anls", "exact_match", "extract_choice", "mc_accuracy", "normalize_vqa_answer",
+    "pope_summary", "relaxed_accuracy", "score", "vqa_accuracy", "yes_no",
+]  # fmt: skip
 
 # ---------------------------------------------------------------------------------------------------
 # ANLS (DocVQA, InfographicVQA, ST-VQA)
@@ -189,7 +44,7 @@ def anls(prediction: str, answers: str | Sequence[str], tau: float = 0.5) -> flo
     lower-cased, stripped and have their inner whitespace collapsed."""
     guess = " ".join((prediction or "").lower().split())
     best = 0.0
-    for answer in _as_answers(answers):
+    for answer in as_answers(answers):
         truth = " ".join(answer.lower().split())
         longest = max(len(guess), len(truth))
         distance = _levenshtein(guess, truth) / longest if longest else 0.0
@@ -234,7 +89,7 @@ def relaxed_accuracy(prediction: str, answer: str | Sequence[str], tolerance: fl
     """
     guess = (prediction or "").strip()
     guess_number = _to_number(guess)
-    for label in _as_answers(answer):
+    for label in as_answers(answer):
         label_number = _to_number(label)
         if guess_number is not None and label_number is not None:
             if label_number == 0:
@@ -246,146 +101,6 @@ def relaxed_accuracy(prediction: str, answer: str | Sequence[str], tolerance: fl
         if ok:
             return 1.0
     return 0.0
-
-
-# ---------------------------------------------------------------------------------------------------
-# Multiple choice
-
-# A capital "A" or "I" (or a lower-case "a"/"i") followed by one of these words is a letter ("A is
-# correct", "A because ..."); followed by any other word it is the article or pronoun ("A red circle").
-_LETTER_FOLLOWERS = frozenset(
-    "is was seems appears looks matches would should could might must can will because since as "
-    "fits describes".split()
-)
-_AMBIGUOUS = frozenset("aAiI")
-_BRACKETED = r"[(\[]\s*([A-Za-z])\s*[)\]]"
-_WHOLE = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\].:]?")
-_LEADING = re.compile(rf"{_BRACKETED}|([A-Za-z])[).:](?=\s|$)")
-_ANSWER_CUE = re.compile(
-    r"\b(?:answer|(?:correct|right|best)\s+(?:option|choice))\b\s*"
-    r"(?:is|would\s+be|should\s+be|will\s+be|=)?\s*[:=]?\s*(?:option|choice)?\s*"
-    rf"(?:{_BRACKETED}|([A-Za-z])(?![A-Za-z0-9']))",
-    re.IGNORECASE,
-)
-_OPTION_CUE = re.compile(
-    rf"\b(?:option|choice)\s*(?:{_BRACKETED}|([A-Za-z])(?![A-Za-z0-9']))",
-    re.IGNORECASE,
-)
-_ANY_BRACKETED = re.compile(_BRACKETED)
-_STANDALONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
-
-
-def _letters(options: Sequence[str] | None) -> str:
-    if not options:
-        return "ABCD"
-    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(options)]
-
-
-def _is_letter_here(letter: str, rest: str) -> bool:
-    """Whether an unbracketed ``letter`` followed by ``rest`` is a choice rather than a word."""
-    if letter not in _AMBIGUOUS:
-        return True
-    rest = rest.lstrip()
-    if not rest or not rest[0].isalnum():
-        return True
-    next_word = re.match(r"[A-Za-z]+", rest)
-    return bool(next_word) and next_word.group(0).lower() in _LETTER_FOLLOWERS
-
-
-def _found(matches, text: str, letters: str) -> list[str]:
-    out = []
-    for m in matches:
-        bracketed, bare = m.group(1), m.group(2)
-        if bracketed:
-            letter = bracketed
-        elif bare and _is_letter_here(bare, text[m.end() :]):
-            letter = bare
-        else:
-            continue
-        if letter.upper() in letters:
-            out.append(letter.upper())
-    return out
-
-
-def _unique(found: list[str]) -> str | None:
-    return found[0] if len(set(found)) == 1 else None
-
-
-def extract_choice(prediction: str, options: Sequence[str] | None = None) -> str | None:
-    """The option letter a free-text reply chooses, or None. Letters run A.. over ``options``
-    (A-D when no options are given). Evidence is tried strongest first; the first rule that yields
-    exactly one letter wins:
-
-    1. the whole reply is a letter, any case: "B", "b", "(B)", "B.", "B:";
-    2. the reply starts with a delimited letter: "B) blue", "(b) blue", "B. blue", "B: blue";
-    3. an answer cue: "The answer is B", "Answer: b", "the correct option is (C)"; when several
-       cues disagree, the last one (replies conclude at the end);
-    4. a bracketed letter anywhere: "... so (C)";
-    5. "option C" / "choice C" anywhere;
-    6. a standalone capital letter anywhere: "I think B";
-    7. the reply equals one option's text (both VQA-normalised);
-    8. exactly one option's text occurs in the reply (whole words; an option inside another
-       matching option is dropped: "dark red" beats "red"), or else the reply occurs in exactly one
-       option's text.
-
-    Article rule: in rules 2-6 an undelimited "A"/"I" (or lower-case "a"/"i") counts as a letter
-    only when no ordinary word follows it ("A.", "answer is a", "A is correct", "A because ...");
-    "A red circle" is the article, so the reply falls through to the option texts (rule 7/8), which
-    read it as the option "red circle". Lower-case letters are otherwise accepted only in rules
-    1-3, where the context makes them unambiguous.
-    """
-    text = (prediction or "").strip()
-    if not text:
-        return None
-    letters = _letters(options)
-    whole = _WHOLE.fullmatch(text)
-    if whole:
-        return whole.group(1).upper() if whole.group(1).upper() in letters else None
-    leading = _LEADING.match(text)  # the delimiter makes even "A." / "a)" a letter
-    if leading and (leading.group(1) or leading.group(2)).upper() in letters:
-        return (leading.group(1) or leading.group(2)).upper()
-    found = _found(_ANSWER_CUE.finditer(text), text, letters)
-    if found:
-        return found[-1]
-    for rule in (_ANY_BRACKETED, _OPTION_CUE, _STANDALONE):
-        matches = list(rule.finditer(text))
-        if rule is _STANDALONE:
-            found = [m.group(1) for m in matches if _is_letter_here(m.group(1), text[m.end() :])]
-            found = [f for f in found if f in letters]
-        elif rule is _ANY_BRACKETED:
-            found = [m.group(1).upper() for m in matches if m.group(1).upper() in letters]
-        else:
-            found = _found(matches, text, letters)
-        letter = _unique(found)
-        if letter:
-            return letter
-    return _choice_by_text(text, options) if options else None
-
-
-def _choice_by_text(text: str, options: Sequence[str]) -> str | None:
-    reply = normalize_vqa_answer(text)
-    normalised = [normalize_vqa_answer(o) for o in options]
-    exact = [i for i, o in enumerate(normalised) if o and o == reply]
-    if len(exact) == 1:
-        return chr(ord("A") + exact[0])
-    if not reply:
-        return None
-    inside = [i for i, o in enumerate(normalised) if o and f" {o} " in f" {reply} "]
-    inside = [
-        i for i in inside if not any(j != i and f" {normalised[i]} " in f" {normalised[j]} " for j in inside)
-    ]
-    if len(inside) == 1:
-        return chr(ord("A") + inside[0])
-    if not inside:
-        holders = [i for i, o in enumerate(normalised) if f" {reply} " in f" {o} "]
-        if len(holders) == 1:
-            return chr(ord("A") + holders[0])
-    return None
-
-
-def mc_accuracy(prediction: str, answer_letter: str, options: Sequence[str] | None) -> float:
-    """1 when the letter ``extract_choice`` reads from the prediction is ``answer_letter``."""
-    return float(extract_choice(prediction, options) == answer_letter.strip().upper())
 
 
 # ---------------------------------------------------------------------------------------------------

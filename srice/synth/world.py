@@ -1,11 +1,11 @@
 """A deterministic synthetic VQA world where small details matter (``srice synth``).
 
 Why it exists: SRICE's tool pathways pay off when the answer hinges on a detail the MLLM cannot
-resolve in the full view at its image-token budget (see notes/environment.md: a toy model is
-confidently wrong about tiny objects in the full view and right on zoomed crops). Real benchmarks
-mix such questions with easy ones in unknown proportion; here the share of tiny targets is a knob,
-and every answer, box and mask is known exactly, so agent, tools and calibrators can be measured
-against ground truth.
+resolve in the full view at its image-token budget (measured on the toy model, README "Training toy
+models": it is confidently wrong about tiny objects in the full view and right on zoomed crops).
+Real benchmarks mix such questions with easy ones in unknown proportion; here the share of tiny
+targets is a knob, and every answer, box and mask is known exactly, so agent, tools and calibrators
+can be measured against ground truth.
 
 Output folder:
 - ``images/{id}.png``: 672-1344 px scenes of 2-7 shapes (sizes from ~25% of the side down to 6 px),
@@ -106,22 +106,19 @@ def generate(
     *,
     seed: int,
     n: int,
+    knobs: SynthKnobs = SynthKnobs(),
     progress: Callable[[int], None] | None = None,
-    **knobs,
 ) -> SynthSummary:
     """Write ``n`` questions (2-4 per image) and their images, scenes, COCO file and manifest.
 
-    ``knobs`` are ``SynthKnobs`` fields. ``progress`` is called with the number of questions each
-    image added. ``out_dir`` must be new, empty, or an earlier synth output (which is replaced).
+    ``progress`` is called with the number of questions each image added. ``out_dir`` must be new,
+    empty, or an earlier synth output (which is replaced).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise InputError(f"n (the number of questions) must be a positive integer, got {n!r}")
-    valid = [f.name for f in dataclasses.fields(SynthKnobs)]
-    if unknown := sorted(set(knobs) - set(valid)):
-        raise InputError(f"unknown synth option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    config = SynthKnobs(**knobs)
+    config = knobs
     out = Path(out_dir)
     _prepare(out)
     with _Writer(out, polygons=config.mask_format == "polygon") as writer:

@@ -53,9 +53,10 @@ def calibrate_bundle(
     uncertainty calibration on a synthetic split of their own."""
     from srice.calibration.coco import load_coco
     from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
-    from srice.calibration.uncertainty import calibrate_uncertainty, load_questions
+    from srice.calibration.uncertainty import calibrate_uncertainty
+    from srice.eval.data import load_items
     from srice.serving.hf import TransformersBackend
-    from srice.synth import generate
+    from srice.synth import SynthKnobs, generate
     from srice.tools import get_tool
     from srice.toy import toy_yolo_options
 
@@ -63,7 +64,7 @@ def calibrate_bundle(
     calib.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="srice-calib-") as tmp:
         data = Path(tmp) / "synth"
-        generate(data, seed=seed + CALIB_SEED_OFFSET, n=questions, kinds=TOY_KINDS)
+        generate(data, seed=seed + CALIB_SEED_OFFSET, n=questions, knobs=SynthKnobs(kinds=TOY_KINDS))
         began = time.perf_counter()
         yolo = get_tool("yolo", **toy_yolo_options(out))
         records = load_coco(data / "annotations.json", data / "images")
@@ -79,7 +80,7 @@ def calibrate_bundle(
         log(f"detector calibration: {json.dumps(run.holdout)}")
         began = time.perf_counter()
         backend = TransformersBackend(out / "mllm", batch_size=16)
-        us = calibrate_uncertainty(backend, load_questions(data / "questions.jsonl"), alpha=ALPHA, seed=seed)
+        us = calibrate_uncertainty(backend, load_items(data / "questions.jsonl"), alpha=ALPHA, seed=seed)
         us.save(calib / "uncertainty.json")
         uncertainty = {
             "questions": questions,

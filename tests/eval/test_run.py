@@ -10,7 +10,8 @@ import pytest
 
 from conftest import run_srice as srice
 from conftest import scene
-from srice.eval.run import markdown, read_records, summarize
+from srice.eval.report import markdown, summarize
+from srice.eval.run import read_records
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,7 @@ def test_summary_by_hand():
 
 
 def test_us_auroc_and_paired_intervals_by_hand():
-    from srice.eval.run import interval, us_auroc
+    from srice.eval.report import interval, us_auroc
 
     def record(score, direct, direct_us, yolo, yolo_us):
         pathways = {

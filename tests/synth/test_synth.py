@@ -19,7 +19,7 @@ from PIL import Image
 
 from srice.calibration.coco import load_coco
 from srice.errors import InputError
-from srice.synth import generate
+from srice.synth import SynthKnobs, generate
 
 SIZES = ("tiny", "small", "large")
 TEXTURES = ("solid", "striped", "dotted")
@@ -47,13 +47,13 @@ def full(tmp_path_factory):
 def many(tmp_path_factory):
     """Many questions on small images, for answer and share checks."""
     out = tmp_path_factory.mktemp("synth_many")
-    return out, generate(out, seed=7, n=600, **SMALL)
+    return out, generate(out, seed=7, n=600, knobs=SynthKnobs(**SMALL))
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
-    a = generate(tmp_path / "a", seed=3, n=24, **SMALL)
-    generate(tmp_path / "b", seed=3, n=24, **SMALL)
-    generate(tmp_path / "c", seed=4, n=24, **SMALL)
+    a = generate(tmp_path / "a", seed=3, n=24, knobs=SynthKnobs(**SMALL))
+    generate(tmp_path / "b", seed=3, n=24, knobs=SynthKnobs(**SMALL))
+    generate(tmp_path / "c", seed=4, n=24, knobs=SynthKnobs(**SMALL))
     fa, fb, fc = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
     assert fa == fb
     assert len(fa) == a.n_images + 4
@@ -69,8 +69,8 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 
 def test_more_questions_extend_the_same_images(tmp_path):
-    generate(tmp_path / "small", seed=5, n=20, **SMALL)
-    generate(tmp_path / "big", seed=5, n=40, **SMALL)
+    generate(tmp_path / "small", seed=5, n=20, knobs=SynthKnobs(**SMALL))
+    generate(tmp_path / "big", seed=5, n=40, knobs=SynthKnobs(**SMALL))
     small, big = files(tmp_path / "small"), files(tmp_path / "big")
     images = [k for k in small if k.startswith("images/")]
     assert all(small[k] == big[k] for k in images)
@@ -81,7 +81,7 @@ def test_more_questions_extend_the_same_images(tmp_path):
 
 def test_exactly_n_questions_and_progress(tmp_path):
     calls = []
-    summary = generate(tmp_path / "o", seed=1, n=13, progress=calls.append, **SMALL)
+    summary = generate(tmp_path / "o", seed=1, n=13, knobs=SynthKnobs(**SMALL), progress=calls.append)
     assert summary.n_questions == sum(calls) == 13
     assert len(read_jsonl(tmp_path / "o" / "questions.jsonl")) == 13
     assert len(read_jsonl(tmp_path / "o" / "scenes.jsonl")) == summary.n_images == len(calls)
@@ -255,7 +255,7 @@ def test_coco_file_layout(full):
 
 
 def test_polygon_mask_format(tmp_path):
-    generate(tmp_path, seed=0, n=6, mask_format="polygon")
+    generate(tmp_path, seed=0, n=6, knobs=SynthKnobs(mask_format="polygon"))
     coco = json.loads((tmp_path / "annotations.json").read_text())
     kinds = set()
     for a in coco["annotations"]:
@@ -291,7 +291,7 @@ def test_tiny_share_and_balance(many, tmp_path):
     assert min(yes_no["yes"], yes_no["no"]) >= 0.3 * sum(yes_no.values())
     tiny_texts = [q for q in questions if q["kind"] == "text" and q["meta"]["target_size"] == "tiny"]
     assert tiny_texts and all(q["answer"].isdigit() for q in tiny_texts)
-    generate(tmp_path / "p2", seed=2, n=300, tiny_fraction=0.2, kinds=["colour"], **SMALL)
+    generate(tmp_path / "p2", seed=2, n=300, knobs=SynthKnobs(tiny_fraction=0.2, kinds=["colour"], **SMALL))
     check(tmp_path / "p2", 0.2)
     assert {q["kind"] for q in read_jsonl(tmp_path / "p2" / "questions.jsonl")} == {"colour"}
 
@@ -309,14 +309,14 @@ def test_tiny_share_and_balance(many, tmp_path):
         ({"mc_fraction": -0.1}, "mc_fraction"),
         ({"min_side": 900, "max_side": 800}, "larger than max_side"),
         ({"max_side": 100}, "max_side"),
-        ({"tiny_share": 0.5}, "unknown synth option"),
         ({"mask_format": "png"}, "mask_format"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
-    args = {"seed": 0, "n": 5, **kwargs}
+    run = {"seed": 0, "n": 5} | {k: v for k, v in kwargs.items() if k in ("seed", "n")}
     with pytest.raises(InputError, match=message):
-        generate(tmp_path / "o", **args)
+        knobs = SynthKnobs(**{k: v for k, v in kwargs.items() if k not in run})
+        generate(tmp_path / "o", **run, knobs=knobs)
     assert not (tmp_path / "o").exists()
 
 
@@ -325,11 +325,13 @@ def test_output_folder_rules(tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not write"):
-        generate(foreign, seed=0, n=5, **SMALL)
+        generate(foreign, seed=0, n=5, knobs=SynthKnobs(**SMALL))
     assert (foreign / "notes.txt").read_text() == "mine"
     out = tmp_path / "out"
-    generate(out, seed=0, n=30, **SMALL)
-    second = generate(out, seed=0, n=6, **SMALL)  # an earlier output is replaced, stale images go
+    generate(out, seed=0, n=30, knobs=SynthKnobs(**SMALL))
+    second = generate(
+        out, seed=0, n=6, knobs=SynthKnobs(**SMALL)
+    )  # an earlier output is replaced, stale images go
     assert len(list((out / "images").iterdir())) == second.n_images
 
 
@@ -337,7 +339,7 @@ def test_output_folder_rules(tmp_path):
 def test_rle_masks_are_exact_for_pycocotools_too(tmp_path):
     coco_api = pytest.importorskip("pycocotools.coco")
     out = tmp_path / "rle"
-    generate(out, seed=9, n=12, mask_format="rle", **SMALL)
+    generate(out, seed=9, n=12, knobs=SynthKnobs(mask_format="rle", **SMALL))
     reference = coco_api.COCO(str(out / "annotations.json"))
     for item in load_coco(out / "annotations.json", out / "images", masks=True):
         anns = reference.loadAnns(reference.getAnnIds(imgIds=[item.image_id]))

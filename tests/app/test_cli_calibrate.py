@@ -112,7 +112,7 @@ def test_calibrate_uncertainty_and_ask_uses_it(vllm_server, tmp_path):
 
 def test_corrupt_uncertainty_file_is_a_clear_error(tmp_path):
     (tmp_path / "uncertainty.json").write_text('{"method": "uncertainty-lac", "format_version": 99}')
-    example = Path(__file__).resolve().parents[1] / "demos" / "example.png"
+    example = Path(__file__).resolve().parents[2] / "demos" / "example.png"
     r = srice("ask", "--image", str(example), "--question", "q", "--calib", str(tmp_path), "--backend",
               "transformers")  # fmt: skip
     assert r.returncode == 1 and "format version 99" in r.stderr

@@ -35,6 +35,7 @@ class Counting:
 
 class Broken:
     name = "broken"
+    separate_views = False
 
     def __call__(self, image, targets):
         raise ToolError("the broken tool always fails")
@@ -45,6 +46,7 @@ class Broken:
 
 class Slow:
     name = "slow"
+    separate_views = False
 
     def __call__(self, image, targets):
         time.sleep(30)
@@ -57,6 +59,7 @@ class Corner:
     """A detector stand-in that always finds the top-left quarter (no model needed for geometry)."""
 
     name = "corner"
+    separate_views = False
 
     def __call__(self, image, targets):
         w, h = image.size
@@ -199,6 +202,7 @@ class Three:
     """A detector stand-in with three boxes of known scores (no model needed for view bookkeeping)."""
 
     name = "three"
+    separate_views = False
     boxes = [[0, 0, 40, 40], [200, 100, 240, 140], [100, 180, 120, 200]]
 
     def __call__(self, image, targets):

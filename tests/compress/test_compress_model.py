@@ -20,21 +20,21 @@ from safetensors.torch import load_file
 
 from conftest import run_srice, scene
 from srice.agent.prompts import direct_request
-from srice.compress import compress, masks
+from srice.compress import CompressConfig, compress, masks
 from srice.compress.api import register
 from srice.errors import ServingError
 from srice.serving.hf import TransformersBackend
 from srice.toy.tiny import TinySpec, tiny_model_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory) -> str:
-    from srice.synth import generate
+    from srice.synth import SynthKnobs, generate
 
     out = tmp_path_factory.mktemp("calib")
-    generate(out, seed=3, n=8, min_side=336, max_side=448)
+    generate(out, seed=3, n=8, knobs=SynthKnobs(min_side=336, max_side=448))
     return str(out / "questions.jsonl")
 
 
@@ -75,7 +75,7 @@ def _answer(folder, **load) -> str:
 
 
 def test_owl_wanda_checkpoint_keeps_vision_bit_identical_and_records_what_it_did(tiny4, calib, tmp_path):
-    result = compress(tiny4, tmp_path / "owl", "wanda", 0.5, calib=calib, calib_n=6, owl=True)
+    result = compress(tiny4, tmp_path / "owl", CompressConfig("wanda", 0.5, calib=calib, calib_n=6, owl=True))
     m = result.manifest
     before, after = _tensors(tiny4), _tensors(result.out_dir)
     assert set(before) == set(after)
@@ -102,17 +102,23 @@ def test_owl_wanda_checkpoint_keeps_vision_bit_identical_and_records_what_it_did
     assert (result.out_dir / "tokenizer.json").exists() and (result.out_dir / "chat_template.jinja").exists()
     assert _answer(result.out_dir)
     # the hash identifies the calibration data: fewer samples, another hash
-    other = compress(tiny4, tmp_path / "owl3", "magnitude", 0.3, calib=calib, calib_n=3, owl=True)
+    other = compress(
+        tiny4, tmp_path / "owl3", CompressConfig("magnitude", 0.3, calib=calib, calib_n=3, owl=True)
+    )
     assert other.manifest["calibration"] is None  # magnitude+OWL needs no data
-    again = compress(tiny4, tmp_path / "w3", "wanda", 0.3, calib=calib, calib_n=3)
+    again = compress(tiny4, tmp_path / "w3", CompressConfig("wanda", 0.3, calib=calib, calib_n=3))
     assert again.manifest["calibration"]["sha256"] != m["calibration"]["sha256"]
 
 
 def test_our_wanda_equals_llm_compressor(tiny4, calib, tmp_path):
     """Both compute |W| x ||X|| per output row on the dense model's inputs in one pass, so every
     mask must agree (llm-compressor is the reference implementation here)."""
-    ours = _weights(compress(tiny4, tmp_path / "ours", "wanda", 0.6, calib=calib, calib_n=4).out_dir)
-    theirs_result = compress(tiny4, tmp_path / "llmc", "llmc-wanda", 0.6, calib=calib, calib_n=4)
+    ours = _weights(
+        compress(tiny4, tmp_path / "ours", CompressConfig("wanda", 0.6, calib=calib, calib_n=4)).out_dir
+    )
+    theirs_result = compress(
+        tiny4, tmp_path / "llmc", CompressConfig("llmc-wanda", 0.6, calib=calib, calib_n=4)
+    )
     theirs = _weights(theirs_result.out_dir)
     pruned = [k for k in ours if "language_model.layers." in k and k.endswith("proj.weight")]
     assert len(pruned) == 4 * 7
@@ -123,9 +129,8 @@ def test_our_wanda_equals_llm_compressor(tiny4, calib, tmp_path):
 
 def test_include_vision_prunes_vision_blocks_and_nm_is_exact(tiny4, calib, tmp_path):
     before = _weights(tiny4)
-    result = compress(
-        tiny4, tmp_path / "v", "sparsegpt", calib=calib, calib_n=4, nm="2:4", include_vision=True
-    )
+    config = CompressConfig("sparsegpt", calib=calib, calib_n=4, nm="2:4", include_vision=True)
+    result = compress(tiny4, tmp_path / "v", config)
     after = _weights(result.out_dir)
     blocks = result.manifest["achieved"]["per_block"]
     assert any("visual" in b for b in blocks) and any("language_model" in b for b in blocks)
@@ -141,7 +146,7 @@ def test_include_vision_prunes_vision_blocks_and_nm_is_exact(tiny4, calib, tmp_p
 def test_depth_pruned_checkpoint_is_a_standard_checkpoint(tiny4, calib, tmp_path):
     from transformers import AutoConfig
 
-    result = compress(tiny4, tmp_path / "d", "depth", 0.5, calib=calib, calib_n=4)
+    result = compress(tiny4, tmp_path / "d", CompressConfig("depth", 0.5, calib=calib, calib_n=4))
     d = result.manifest["depth"]
     assert len(d["removed_layers"]) == 2 and len(d["kept_layers"]) == 2
     influence = d["block_influence"]
@@ -162,7 +167,7 @@ def test_quantized_checkpoint_is_compressed_tensors_and_loads_in_transformers(
 ):
     from transformers import CompressedTensorsConfig
 
-    result = compress(tiny4, tmp_path / method, method, calib=calib, calib_n=4)
+    result = compress(tiny4, tmp_path / method, CompressConfig(method, calib=calib, calib_n=4))
     config = json.loads((result.out_dir / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "compressed-tensors" and config["format"] == fmt
     after, before = _tensors(result.out_dir), _tensors(tiny4)
@@ -181,12 +186,12 @@ def test_register_inherits_serving_args_and_fixes_w4a16_dtype(tiny4, calib, tmp_
     monkeypatch.setenv("SRICE_VARIANTS", str(tmp_path / "variants.json"))
     from srice.serving.variants import get_variant
 
-    result = compress("tiny", tmp_path / "m", "magnitude", 0.4)
+    result = compress("tiny", tmp_path / "m", CompressConfig("magnitude", 0.4))
     assert result.manifest["base_variant"] == "tiny"
     variant, path = register(result, "tiny-mag")
     assert get_variant("tiny-mag").vllm_args == get_variant("tiny").vllm_args
     assert get_variant("tiny-mag").model_path() == str((tmp_path / "m").resolve())
-    q = compress("tiny-mag", tmp_path / "q", "fp8")  # a registered variant is a valid --model
+    q = compress("tiny-mag", tmp_path / "q", CompressConfig("fp8"))  # a registered variant is a valid --model
     assert q.manifest["base_variant"] == "tiny-mag"
     result.manifest["method"] = "w4a16"
     if not w4a16_here():  # this CPU's vLLM build has no W4A16 kernel: registering says so
@@ -211,9 +216,9 @@ def test_bad_arguments_are_input_errors(tmp_path, calib, tiny4):
     ]
     for kwargs, message in cases:
         with pytest.raises(InputError, match=message):
-            compress(tiny4, tmp_path / "out", **kwargs)
+            compress(tiny4, tmp_path / "out", CompressConfig(**kwargs))
     with pytest.raises(InputError, match="not a model folder"):
-        compress(tmp_path, tmp_path / "out", "magnitude")
+        compress(tmp_path, tmp_path / "out", CompressConfig("magnitude"))
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -302,7 +307,7 @@ def test_vllm_serves_quantized_checkpoints(tiny4, calib, tmp_path, monkeypatch, 
     from srice.serving.openai_http import OpenAIBackend
 
     monkeypatch.setenv("SRICE_VARIANTS", str(tmp_path / "variants.json"))
-    result = compress(tiny4, tmp_path / method, method, calib=calib, calib_n=4)
+    result = compress(tiny4, tmp_path / method, CompressConfig(method, calib=calib, calib_n=4))
     if not w4a16_here():  # an AVX2-only CPU: the clear error instead (and the emulated test below)
         with pytest.raises(ServingError, match="cpu_gemm_wna16.*use --method fp8"):
             register(result, f"t-{method}")
@@ -361,14 +366,16 @@ def test_avx2_cpu_refuses_w4a16_in_one_line_and_serves_fp8(avx2_only, tiny4, cal
     assert r.returncode == 1 and not (tmp_path / "cli").exists(), r.stderr
     [line] = r.stderr.strip().splitlines()
     assert "cpu_gemm_wna16" in line and "_C_AVX2" in line and "use --method fp8" in line
-    w4 = compress(tiny4, tmp_path / "w4", "w4a16", calib=calib, calib_n=4)
+    w4 = compress(tiny4, tmp_path / "w4", CompressConfig("w4a16", calib=calib, calib_n=4))
     with pytest.raises(ServingError, match="use --method fp8, or serve the dense variant"):
         register(w4, "t-w4")
     server = VllmServer(w4.out_dir, log_path=tmp_path / "w4.log")
     with pytest.raises(ServingError, match="W4A16 checkpoint"):
         server.start()
     assert server.process is None and not (tmp_path / "w4.log").exists()  # refused before start-up
-    fp8, _ = register(compress(tiny4, tmp_path / "fp8", "fp8", calib=calib, calib_n=4), "t-fp8")
+    fp8, _ = register(
+        compress(tiny4, tmp_path / "fp8", CompressConfig("fp8", calib=calib, calib_n=4)), "t-fp8"
+    )
     with server_for(fp8, log_path=tmp_path / "fp8.log") as served:
         request = direct_request(scene(seed=5), "What colour is the square?", max_tokens=4)
         [c] = OpenAIBackend(served.url, fp8.served_name, timeout=60).generate([request])

@@ -147,7 +147,7 @@ def test_help_for_every_command():
 def test_demo_script_answers():
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "demos" / "direct_answer.py"
+    script = Path(__file__).resolve().parents[2] / "demos" / "direct_answer.py"
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     # the embedded trained toy model answers a colour question with a colour word

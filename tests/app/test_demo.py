@@ -31,8 +31,8 @@ from srice.serving.openai_http import OpenAIBackend
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[1]
-BROWSER_DIR = ROOT / "tests" / "browser"
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER_DIR = ROOT / "tests" / "app" / "browser"
 ARTIFACT = ROOT / "test-artifacts" / "demo.png"
 EXAMPLES = ROOT / "demos" / "examples"
 EXAMPLE = EXAMPLES / "tiny_triangle.png"
@@ -109,7 +109,7 @@ def test_gradio_client_end_to_end(demo):
     """One question through the running app: streamed stages, then answer, US, pathway, table,
     and for every tool pathway its calibrated regions and exactly the view the model saw."""
     from srice.agent.trace import PathwayTrace
-    from srice.app.demo import model_view
+    from srice.app.demo_page import model_view
 
     (status, answer, summary, table, gallery, trace), updates = _ask(demo, EXAMPLE, QUESTION)
 
@@ -157,7 +157,7 @@ def test_gradio_client_end_to_end(demo):
 def test_the_view_shown_is_the_view_the_model_was_sent(vllm_server, tiny_variant):
     """``model_view`` rebuilds from the trace the very pixels the agent put in each pathway's request,
     for both visual prompts (zoomed crop, boxes drawn)."""
-    from srice.app.demo import model_view, pathway_views
+    from srice.app.demo_page import model_view, pathway_views
 
     class Recording:
         def __init__(self, backend):
@@ -256,7 +256,7 @@ def _browser_missing() -> str | None:
     if not Path("/usr/bin/chromium").exists():
         return "/usr/bin/chromium"
     if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return "tests/browser/node_modules/playwright-core"
+        return "tests/app/browser/node_modules/playwright-core"
     return None
 
 

@@ -1,0 +1,357 @@
+"""What each ``srice`` command does, given its parsed arguments: build what it needs through the
+library (``srice.app.build`` for agents) and print the result. Parsing lives in ``srice.app.cli``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+
+from srice.errors import SriceError
+
+
+def _serving(args):
+    """The serving options the arguments give (a running server: --server, else $SRICE_SERVER)."""
+    from srice.app.build import ServingConfig
+
+    server = getattr(args, "server", None) or os.environ.get("SRICE_SERVER")
+    return ServingConfig(
+        backend=getattr(args, "backend", "vllm"), server=server, timeout=getattr(args, "timeout", 120.0),
+        allow_hub=getattr(args, "allow_hub", False), vllm=args.vllm, startup_timeout=args.startup_timeout,
+    )  # fmt: skip
+
+
+def _agent(args, backend, variant, tools: str | None = None):
+    """The agent the arguments describe (``tools`` overrides --tools/--pathways)."""
+    from srice.agent import AgentConfig
+    from srice.app.build import build_agent
+
+    config = AgentConfig(max_tokens=args.max_tokens, view=args.view, top_views=args.top_views)
+    names = _comma_list(args.tools if tools is None else tools)
+    return build_agent(
+        backend, variant, names, tool_weights=_tool_options(args.tool_weights), calib=args.calib,
+        early_exit=args.early_exit, config=config,
+    )  # fmt: skip
+
+
+def cmd_serve(args) -> int:
+    from srice.app.build import start_server
+
+    server = start_server(args.variant, _serving(args), host=args.host, port=args.port)
+    with server:
+        print(
+            f"serving {server.served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it",
+            flush=True,
+        )
+        try:
+            # the launcher's signal handler stops the server (process -> None) before Python's own
+            # handler raises KeyboardInterrupt; where SIGINT was ignored at start (a background job)
+            # nothing is raised, and the server being gone is the only sign of the Ctrl-C
+            while (process := server.process) is not None and process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return 0
+        if server.process is None:
+            return 0
+        raise SriceError(f"vllm serve exited with code {server.process.returncode}; log: {server.log_path}")
+
+
+def _comma_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def cmd_ask(args) -> int:
+    from srice.agent import Item
+    from srice.app.build import open_backend
+    from srice.images import check_question, load_image
+
+    image = load_image(args.image)  # bad input fails here, before a server is started
+    question = check_question(args.question)
+    options = tuple(_comma_list(args.options)) or None
+    with ExitStack() as stack:
+        backend, variant = open_backend(args.variant, _serving(args), stack)
+        agent = _agent(args, backend, variant)
+        [answer] = agent.answer_batch([Item(image, question, options)])
+    if answer.error:
+        raise SriceError(answer.error)
+    if args.json:
+        print(json.dumps({"variant": variant.name, "backend": backend.name} | answer.to_json(), indent=2))
+        return 0
+    print(f"answer: {answer.answer}")
+    print(f"uncertainty: {answer.uncertainty:g} (pathway {answer.pathway}; {answer.mllm_calls} model calls)")
+    if answer.targets:
+        print(f"regions asked for: {', '.join(answer.targets)}")
+    for p in answer.trace:
+        found = "" if p.calibrated is None else f"{len(p.calibrated['boxes'])} regions"
+        us = f"US {p.uncertainty.score:g}/{p.uncertainty.tiebreak:.3f}" if p.uncertainty else ""
+        status = f"failed: {p.error}" if p.error else f"{p.answer!r} {us} {found}"
+        mark = "*" if p.name == answer.pathway else " "
+        print(f"{mark} {p.name:<10} {status} ({p.tool_seconds + p.model_seconds:.2f} s)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The Gradio demo on one backend per variant (the first started before the page opens; others,
+    offered only when no --server is given, start on first use) and one agent per tool choice."""
+    from srice.serving.variants import get_variant, load_variants
+
+    get_variant(args.variant)  # an unknown variant fails before anything starts (or gradio loads)
+    from srice.app.build import open_backend
+    from srice.app.demo import DemoSettings, build_app, cached, launch
+    from srice.tools import TOOLS
+
+    serving = _serving(args)
+    fixed = serving.backend == "vllm" and bool(serving.server)
+    others = [] if fixed else [n for n, v in load_variants().items() if not v.is_hub and n != args.variant]
+    default_tools = tuple(_comma_list(args.tools))
+    backends = {}
+    with ExitStack() as stack:
+
+        def agent_for(variant: str, tools: tuple[str, ...]):
+            if variant not in backends:
+                backends[variant] = open_backend(variant, serving, stack)
+            return _agent(args, *backends[variant], tools=",".join(tools))
+
+        agent_for = cached(agent_for)
+        agent_for(args.variant, default_tools)  # server up and tools checked before the page opens
+        settings = DemoSettings((args.variant, *others), args.variant, tuple(TOOLS), default_tools)
+        app = build_app(agent_for, settings)
+        launch(app, args.host, args.port, block=False)
+        print(f"srice demo at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+        app.block_thread()
+    return 0
+
+
+def _tool_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SriceError(f"--option needs KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def cmd_calibrate(args) -> int:
+    if args.uncertainty:
+        return _calibrate_uncertainty(args)
+    if not args.tool or not args.images:
+        raise SriceError("calibrating a tool needs --tool and --images (or --uncertainty for the US)")
+    from tqdm import tqdm
+
+    from srice.calibration.coco import load_coco
+    from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
+    from srice.tools import get_tool
+
+    calibrator = make_calibrator(args.method, args.alpha, delta=args.delta, iou=args.iou)
+    records = load_coco(args.data, args.images, masks=args.method == "mask")
+    if not records:
+        raise SriceError(f"{args.data} lists no images")
+    from srice.app.build import embedded_options
+
+    options = embedded_options(args.tool) | _tool_options(args.option)
+    if args.weights:
+        options["checkpoint" if args.tool == "sam" else "weights"] = args.weights
+    tool = get_tool(args.tool, **options)
+    with tqdm(
+        total=len(records), desc=f"running {args.tool}", unit="img", file=sys.stderr, disable=None
+    ) as bar:
+        examples, failed = run_tool(
+            tool, records, targets=args.targets, batch_size=args.batch_size, progress=bar.update
+        )
+    for line in failed[:10]:
+        print(f"skipped {line}", file=sys.stderr)
+    if len(failed) > 10:
+        print(f"... and {len(failed) - 10} more images skipped", file=sys.stderr)
+    result = calibrate(examples, calibrator, holdout=args.holdout, seed=args.seed)
+    result.calibrator.save(args.output)
+    report = {
+        "tool": args.tool,
+        "method": args.method,
+        "alpha": args.alpha,
+        "calibration_images": result.calibration_images,
+        "holdout_images": result.holdout_images,
+        "skipped_images": len(failed),
+        "calibration": result.calibrator.record(),
+        "holdout": result.holdout,
+        "output": str(args.output),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print(
+            f"calibrated {args.tool} ({args.method}, alpha={args.alpha}) "
+            f"on {result.calibration_images} images; {len(failed)} skipped"
+        )
+        print(f"parameters: {json.dumps(report['calibration'], default=float)}")
+        held = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.holdout.items()
+        )
+        print(f"held-out ({result.holdout_images} images): {held or 'no held-out images'}")
+        print(f"saved {args.output}")
+    return 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return (0, 1)
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SriceError(f"--shard takes i/n, e.g. 0/4, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise SriceError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def cmd_eval(args) -> int:
+    from tqdm import tqdm
+
+    from srice.app.build import open_backend
+    from srice.eval import report
+    from srice.eval import run as evaluate
+    from srice.eval.data import load_items, shard
+
+    index, count = _parse_shard(args.shard)
+    items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
+    if count > 1:
+        items = shard(items, index, count)
+    bars = []
+    with ExitStack() as stack:
+        backend, variant = open_backend(args.variant, _serving(args), stack)
+        agent = _agent(args, backend, variant)
+
+        def resumed(done: int) -> None:
+            if done:
+                print(f"resuming: {done} of {len(items)} questions already have records", file=sys.stderr)
+            bar = tqdm(total=len(items), initial=done, desc="eval", unit="q", file=sys.stderr, disable=None)
+            bars.append(stack.enter_context(bar))
+
+        result = evaluate.run(
+            agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
+            progress=lambda k: bars[0].update(k), on_resume=resumed,
+        )  # fmt: skip
+    summary = report.write_reports(args.out)
+    print(report.markdown(summary), end="")
+    print(f"{result.written} questions in {result.seconds:.1f} s; records: {result.records_path}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from tqdm import tqdm
+
+    from srice.synth import SynthKnobs, generate
+
+    knobs = {k: v for k in ("tiny_fraction", "kinds", "mc_fraction", "min_side", "max_side", "mask_format")
+             if (v := getattr(args, k)) is not None}  # fmt: skip
+    with tqdm(total=args.n, desc="synth", unit="q", file=sys.stderr, disable=None) as bar:
+        summary = generate(args.out, seed=args.seed, n=args.n, knobs=SynthKnobs(**knobs), progress=bar.update)
+    if args.json:
+        print(json.dumps(asdict(summary), indent=2, default=str))
+    else:
+        kinds = ", ".join(f"{k} {v}" for k, v in summary.by_kind.items())
+        print(
+            f"wrote {summary.n_questions} questions about {summary.n_images} images ({summary.n_objects} "
+            f"objects, tiny-target share {summary.tiny_share:.2f}) to {summary.out_dir}/"
+        )
+        print(f"kinds: {kinds}")
+        print(f"files: {summary.questions.name}, {summary.annotations.name}, {summary.scenes.name}, images/")
+    return 0
+
+
+def cmd_train_toy(args) -> int:
+    from srice.toy import TOY_DIR
+    from srice.toy.bundle import train_bundle
+    from srice.toy.train_mllm import TrainConfig
+    from srice.toy.train_yolo import YoloConfig
+
+    if args.steps < 1 or args.yolo_epochs < 1:
+        raise SriceError("--steps and --yolo-epochs must be at least 1")
+    out = Path(args.out) if args.out else TOY_DIR
+    manifest = train_bundle(
+        out,
+        seed=args.seed,
+        mllm=TrainConfig(steps=args.steps),
+        yolo=YoloConfig(epochs=args.yolo_epochs),
+        resume=args.resume,
+        log=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    print(
+        f"wrote the toy bundle to {out} in {manifest['total_seconds'] / 60:.1f} min "
+        f"({manifest['total_bytes'] / 1e6:.1f} MB; manifest.json)"
+    )
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from srice.compress import CompressConfig, compress
+    from srice.compress.api import register
+
+    config = CompressConfig(
+        args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n, nm=args.nm, owl=args.owl,
+        owl_m=args.owl_m, owl_lambda=args.owl_lambda, include_vision=args.include_vision,
+    )  # fmt: skip
+    if args.register:
+        from srice.serving.variants import load_variants
+
+        load_variants()  # a broken registry fails here, before minutes of compression
+        if args.method == "w4a16":  # and so does a CPU whose vLLM build cannot serve the result
+            from srice.serving.launcher import require_w4a16
+
+            require_w4a16(f"--method w4a16 --register {args.register}")
+    result = compress(
+        args.model, args.output, config, overwrite=args.overwrite,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    manifest = result.manifest
+    registry = None
+    if args.register:
+        _, registry = register(result, args.register)
+    if args.json:
+        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
+        print(json.dumps(report | manifest, indent=2))
+        return 0
+    achieved = manifest.get("achieved", {}).get("overall")
+    detail = f", achieved sparsity {achieved:.3f}" if achieved is not None else ""
+    if "depth" in manifest:
+        detail = f", removed layers {manifest['depth']['removed_layers']}"
+    print(f"{args.method}: wrote {result.out_dir} in {result.seconds:.1f} s{detail} (manifest.json)")
+    if args.register:
+        print(f"registered variant {args.register!r} in {registry}; use --variant {args.register}")
+    return 0
+
+
+def _calibrate_uncertainty(args) -> int:
+    from tqdm import tqdm
+
+    from srice.app.build import open_backend
+    from srice.calibration.uncertainty import calibrate_uncertainty
+    from srice.eval.data import load_items
+
+    questions = load_items(args.data)
+    with ExitStack() as stack:
+        backend, _ = open_backend(args.variant, _serving(args), stack)
+        with tqdm(
+            total=len(questions), desc="direct answers", unit="q", file=sys.stderr, disable=None
+        ) as bar:
+            result = calibrate_uncertainty(
+                backend, questions, alpha=args.alpha, seed=args.seed, progress=bar.update
+            )
+    result.save(args.output)
+    report = asdict(result) | {"output": str(args.output)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key}: {value}")
+    return 0
