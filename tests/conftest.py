@@ -5,12 +5,15 @@ Nothing here is mocked: the server is the real vLLM CPU build from .venv-vllm (e
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 from PIL import Image, ImageDraw
+
+from srice.serving.types import Completion, TokenLogprob
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -59,6 +62,31 @@ def scene(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
         else:
             draw.ellipse((x, y, x + size, y + size), fill=colour)
     return image
+
+
+class Scripted:
+    """Replays fixed completions by the text of the prompt's last instruction. A stand-in for the
+    model where a test needs exact answer distributions (a real model cannot be made to give them)."""
+
+    name = "scripted"
+
+    def __init__(self, first_token_by_view: dict[str, dict[str, float]], region_reply: str = '["circle"]'):
+        self.by_view, self.region_reply = first_token_by_view, region_reply
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            texts = [p for p in r.messages[0].content if isinstance(p, str)]
+            images = [p for p in r.messages[0].content if not isinstance(p, str)]
+            if "JSON list" in texts[-1]:
+                out.append(Completion(self.region_reply, (), "stop", 0.0))
+                continue
+            probs = self.by_view["direct" if len(images) == 1 else "view"]
+            top = tuple(TokenLogprob(t, math.log(p)) for t, p in sorted(probs.items(), key=lambda kv: -kv[1]))
+            out.append(
+                Completion(top[0].token, (TokenLogprob(top[0].token, top[0].logprob, top),), "stop", 0.0)
+            )
+        return out
 
 
 def run_srice(*args, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -8,6 +8,11 @@ multiple choice, length-normalised NLL for open answers). Lower is more certain 
 With ``qhat`` from a calibration split (``calibrate_qhat``), the set is {y : 1 - p(y) <= qhat} and
 contains the right answer with probability >= 1 - alpha. Without it the fallback is the smallest
 number of most likely candidates whose probability mass reaches 1 - alpha.
+
+An empty calibrated set says that no answer is plausible enough: total uncertainty. It scores
+one more than the largest set that can be formed (options + 1; visible candidates + 1 for open
+answers), so a pathway whose answer distribution is flat never wins selection over one whose set
+has members.
 """
 
 from __future__ import annotations
@@ -77,11 +82,11 @@ def answer_token(completion: Completion) -> TokenLogprob | None:
 
 
 def lac_set(probabilities: np.ndarray, alpha: float, qhat: float | None) -> np.ndarray:
-    """Indices in the prediction set, most likely first (never empty)."""
+    """Indices in the prediction set, most likely first. Empty when a calibrated ``qhat`` admits no
+    candidate; the uncalibrated fallback always holds at least the most likely one."""
     order = np.argsort(-probabilities, kind="stable")
     if qhat is not None:
-        members = [i for i in order if 1.0 - probabilities[i] <= qhat + 1e-12]
-        return np.asarray(members or order[:1])
+        return np.asarray([i for i in order if 1.0 - probabilities[i] <= qhat + 1e-12], dtype=np.int64)
     cumulative = np.cumsum(probabilities[order])
     size = int(np.searchsorted(cumulative, 1.0 - alpha - 1e-12) + 1)
     return order[: min(size, len(order))]
@@ -93,7 +98,7 @@ class SetSizeScore:
 
     For open answers only the top-k of the first answer token is visible. Their probabilities are
     not renormalised (the unseen tail is real uncertainty): when the visible mass cannot reach the
-    set's requirement, the size is k + 1, "more than we can see".
+    set's requirement, or no candidate is plausible at all, the size is k + 1, "more than we can see".
     """
 
     alpha: float = 0.1
@@ -112,7 +117,7 @@ class SetSizeScore:
         members = lac_set(p, self.alpha, self.qhat_choice)
         order = np.argsort(-p, kind="stable")
         return Uncertainty(
-            score=float(len(members)),
+            score=float(len(members) or n + 1),
             tiebreak=float(1.0 - p.max()),
             prediction_set=tuple(LETTERS[i] for i in members),
             candidates=tuple(Candidate(LETTERS[i], float(p[i])) for i in order),
@@ -132,8 +137,8 @@ class SetSizeScore:
         order = np.argsort(-p, kind="stable")
         unseen_bound = min(float(p[order[-1]]), max(0.0, 1.0 - float(p.sum())))  # no hidden answer beats this
         if self.qhat_open is not None:
-            members = [i for i in order if 1.0 - p[i] <= self.qhat_open + 1e-12] or list(order[:1])
-            complete = 1.0 - unseen_bound > self.qhat_open + 1e-12
+            members = [i for i in order if 1.0 - p[i] <= self.qhat_open + 1e-12]
+            complete = bool(members) and 1.0 - unseen_bound > self.qhat_open + 1e-12
         else:
             reach = np.flatnonzero(np.cumsum(p[order]) >= 1.0 - self.alpha - 1e-12)
             members = list(order[: reach[0] + 1]) if len(reach) else list(order)

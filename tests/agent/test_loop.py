@@ -7,16 +7,15 @@ uncertainty code (``Scripted`` below says so) because a random-weight model cann
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import pytest
 
-from conftest import scene
+from conftest import Scripted, scene
 from srice.agent import Agent, AgentConfig, Item
+from srice.agent.uncertainty import SetSizeScore
 from srice.errors import InputError, ToolError
 from srice.serving.openai_http import OpenAIBackend
-from srice.serving.types import Completion, TokenLogprob
 from srice.tools import get_tool
 from srice.tools.regions import Regions
 from srice.tools.tiny import tiny_yolo
@@ -135,30 +134,6 @@ def test_bad_image_costs_only_its_own_answer(http, tmp_path):
     assert "question is empty" in answers[2].error
 
 
-class Scripted:
-    """Replays fixed completions by the text of the prompt's last instruction (no model)."""
-
-    name = "scripted"
-
-    def __init__(self, first_token_by_view: dict[str, dict[str, float]], region_reply: str = '["circle"]'):
-        self.by_view, self.region_reply = first_token_by_view, region_reply
-
-    def generate(self, requests):
-        out = []
-        for r in requests:
-            texts = [p for p in r.messages[0].content if isinstance(p, str)]
-            images = [p for p in r.messages[0].content if not isinstance(p, str)]
-            if "JSON list" in texts[-1]:
-                out.append(Completion(self.region_reply, (), "stop", 0.0))
-                continue
-            probs = self.by_view["direct" if len(images) == 1 else "view"]
-            top = tuple(TokenLogprob(t, math.log(p)) for t, p in sorted(probs.items(), key=lambda kv: -kv[1]))
-            out.append(
-                Completion(top[0].token, (TokenLogprob(top[0].token, top[0].logprob, top),), "stop", 0.0)
-            )
-        return out
-
-
 def test_selection_prefers_the_confident_view_and_ties_go_direct():
     # replayed completions: the direct view is unsure between B and C, the zoomed view is sure of A
     backend = Scripted({"direct": {"B": 0.5, "C": 0.45, "A": 0.05}, "view": {"A": 0.97, "B": 0.03}})
@@ -168,6 +143,20 @@ def test_selection_prefers_the_confident_view_and_ties_go_direct():
     assert answer.pathway_trace("direct").uncertainty.score == 2
     same = Scripted({"direct": {"A": 0.97, "B": 0.03}, "view": {"A": 0.97, "B": 0.03}})
     assert Agent(same, [Corner()]).answer(scene(), "Which colour?", ["red", "green"]).pathway == "direct"
+
+
+def test_a_flat_pathway_never_beats_a_sharper_one():
+    """Replayed completions through the real scorer and selection: the direct view flat over five
+    options (no option plausible at the calibrated q-hat) against a zoom split 0.6 / 0.4."""
+    calibrated = SetSizeScore(qhat_choice=0.78, qhat_open=0.91)
+    flat = Scripted({"direct": dict.fromkeys("ABCDE", 0.2), "view": {"B": 0.6, "C": 0.4}})
+    answer = Agent(flat, [Corner()], uncertainty=calibrated).answer(scene(), "Which?", list("vwxyz"))
+    assert answer.pathway_trace("direct").uncertainty.score == 6
+    assert answer.pathway == "corner" and answer.uncertainty == 2
+    words = {f"w{i}": 0.04 for i in range(20)}
+    flat_open = Scripted({"direct": words, "view": {"red": 0.5, "blue": 0.45, "green": 0.01}})
+    answer = Agent(flat_open, [Corner()], uncertainty=calibrated).answer(scene(), "What colour?")
+    assert answer.pathway == "corner" and answer.answer == "red"
 
 
 def test_public_names():

@@ -40,7 +40,7 @@ def test_multiple_choice_calibrated_set():
     u = score(completion({"A": 0.5, "B": 0.3, "C": 0.2}), ["x", "y", "z"])
     assert u.prediction_set == ("A", "B") and u.score == 2
     tight = SetSizeScore(qhat_choice=0.01)(completion({"A": 0.5, "B": 0.5}), ["x", "y"])
-    assert tight.score == 1  # never empty: the most likely option stays
+    assert tight.prediction_set == () and tight.score == 3  # nothing plausible: worse than the full set
 
 
 def test_open_answer_sets_and_the_unseen_tail():
@@ -88,3 +88,22 @@ def test_qhat_needs_enough_data():
     with pytest.raises(CalibrationError, match="need at least 9"):
         calibrate_qhat([0.5] * 8, 0.1)
     assert calibrate_qhat([0.5] * 9, 0.1) == pytest.approx(0.5)
+
+
+def test_an_empty_set_is_the_most_uncertain_case_not_a_certain_one():
+    """With a calibrated q-hat no candidate may pass: the set is empty, and its US is above every
+    set that can be formed (options + 1; top-k + 1 for open answers), never 1."""
+    choice = SetSizeScore(qhat_choice=0.78)
+    flat5 = choice(completion(dict.fromkeys("ABCDE", 0.2)), list("vwxyz"))
+    sharp = choice(completion({"A": 0.97, "B": 0.03}), list("vwxyz"))
+    split = choice(completion({"A": 0.6, "B": 0.4}), list("vwxyz"))
+    assert flat5.prediction_set == () and flat5.score == 6
+    assert sharp.score == 1 and split.score == 2
+    assert sharp.key < split.key < flat5.key
+    open_ = SetSizeScore(qhat_open=0.91)
+    words = [f"w{i}" for i in range(20)]
+    flat = open_(completion(dict.fromkeys(words, 0.04)))
+    peaked = open_(completion({"red": 0.95, "blue": 0.01}))
+    two = open_(completion({"red": 0.5, "blue": 0.45, "green": 0.01}))
+    assert flat.prediction_set == () and flat.score == 21
+    assert peaked.score == 1 and two.score == 2 and flat.key > two.key > peaked.key
