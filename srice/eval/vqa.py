@@ -1,24 +1,34 @@
-"""VQA answer normalisation and the VQA soft accuracy, as the official VQA evaluation defines them.
+"""The VQA soft accuracy and its answer normalisation, exactly as the official VQA evaluation
+computes them (GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation/vqaEval.py, current version),
+quirks included; TextVQA uses the same script.
 
-**VQA normalisation** (``normalize_vqa_answer``), written from the published description of the
-VQA evaluation (VQA v1/v2, also used by TextVQA), applied the same way to predictions and answers:
-1. newlines and tabs become spaces; the text is stripped and lower-cased;
-2. punctuation: each of ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` is deleted when it touches a
-   space somewhere in the text (``"red, blue"`` -> ``"red blue"``) or when the text contains a comma
-   between two digits (``"1,000"`` -> ``"1000"``); otherwise it becomes a space (``"t-shirt"`` ->
-   ``"t shirt"``). Apostrophes, colons and ``%``/``$``/``&``/``#``/``*`` are kept, as in the original;
-3. a period is removed unless a digit follows it, so decimals survive (``"3.5"``) while sentence
-   periods go (``"yes."`` -> ``"yes"``, ``"3."`` -> ``"3"``);
-4. word by word: number words zero..ten and ``none`` become digits (``"two"`` -> ``"2"``,
-   ``"none"`` -> ``"0"``), the articles ``a``, ``an``, ``the`` are dropped, and common contractions
-   written without their apostrophe are restored (``"dont"`` -> ``"don't"``; our own table,
-   ``CONTRACTIONS``, limited to forms that are not also ordinary words: ``its``, ``id``, ``ill``,
-   ``were``, ``wed``, ``shed``, ``well`` are left alone);
-5. whitespace is collapsed to single spaces.
+Per question, with the prediction and the (usually ten) human answers:
 
-One deliberate difference from the original script: it skips normalising a prediction when all ten
-annotators gave the same answer; we always normalise both sides, which only ever helps a correct
-answer written differently (``"Two."`` for ``"2"``).
+1. newlines and tabs become spaces and both sides are stripped; nothing else yet;
+2. only when the human answers are not all identical are both sides normalised
+   (``normalize_vqa_answer``); when all ten agree, the prediction must equal their text as it is:
+   "two" against ten "2" scores 0, and so does "Red" against ten "red" (the official quirk);
+3. accuracy = the mean, over leaving out each human answer in turn, of
+   ``min(1, matches among the others / 3)``: 0.3, 0.6, 0.9 and 1.0 for k = 1, 2, 3, 4+ of ten.
+
+**Normalisation** (``normalize_vqa_answer``), the official ``processPunctuation`` then
+``processDigitArticle``:
+
+- punctuation: each of ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` is deleted when it touches a
+  space somewhere in the text or when the text holds a comma between two digits, and becomes a space
+  otherwise (``"t-shirt"`` -> ``"t shirt"``, ``"1,000"`` -> ``"1000"``); apostrophes, colons and
+  ``%$&#*`` are kept;
+- periods not followed by a digit are removed, at most 32 of them (the script passes ``re.UNICODE``
+  where ``re.sub`` takes its count);
+- then, lower-cased word by word: number words zero..ten and ``none`` become digits, the articles
+  ``a``, ``an``, ``the`` are dropped, and contractions typed without apostrophes are spelled out by
+  the official table (``"dont"`` -> ``"don't"``; keys with capitals, which can never match a
+  lower-cased word, are left out, and so are entries that map a word to itself).
+
+``normalise_answers=True`` gives the variant srice used before: both sides always normalised, which
+only ever helps a right answer written differently ("Two." for "2"). With one human answer (not a
+case of the official data) the leave-one-out mean is empty and would always give 0; srice scores a
+normalised exact match there (1 or 0). No answers score 0.
 """
 
 from __future__ import annotations
@@ -26,12 +36,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# ---------------------------------------------------------------------------------------------------
-# VQA normalisation
-
 _PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
+_PERIODS_REMOVED = 32
 NUMBER_WORDS = {
     "none": "0",
     "zero": "0",
@@ -47,110 +55,71 @@ NUMBER_WORDS = {
     "ten": "10",
 }
 ARTICLES = frozenset({"a", "an", "the"})
-# Contractions typed without the apostrophe -> the spelled form. Keys are lower-case (normalisation
-# lower-cases first) and never an ordinary English word.
-CONTRACTIONS = {
-    "aint": "ain't",
-    "arent": "aren't",
-    "cant": "can't",
-    "couldnt": "couldn't",
-    "couldve": "could've",
-    "didnt": "didn't",
-    "doesnt": "doesn't",
-    "dont": "don't",
-    "hadnt": "hadn't",
-    "hasnt": "hasn't",
-    "havent": "haven't",
-    "hed": "he'd",
-    "hes": "he's",
-    "hows": "how's",
-    "im": "i'm",
-    "isnt": "isn't",
-    "itd": "it'd",
-    "itll": "it'll",
-    "ive": "i've",
-    "maam": "ma'am",
-    "mightnt": "mightn't",
-    "mightve": "might've",
-    "mustnt": "mustn't",
-    "mustve": "must've",
-    "neednt": "needn't",
-    "oclock": "o'clock",
-    "shant": "shan't",
-    "shes": "she's",
-    "shouldnt": "shouldn't",
-    "shouldve": "should've",
-    "thats": "that's",
-    "theres": "there's",
-    "theyd": "they'd",
-    "theyll": "they'll",
-    "theyre": "they're",
-    "theyve": "they've",
-    "wasnt": "wasn't",
-    "werent": "weren't",
-    "weve": "we've",
-    "whatre": "what're",
-    "whats": "what's",
-    "whens": "when's",
-    "wheres": "where's",
-    "whos": "who's",
-    "whys": "why's",
-    "wont": "won't",
-    "wouldnt": "wouldn't",
-    "wouldve": "would've",
-    "yall": "y'all",
-    "youd": "you'd",
-    "youll": "you'll",
-    "youre": "you're",
-    "youve": "you've",
-}
+# The official table of contractions typed without apostrophes, spelled out. Most are keyed by the
+# form without any apostrophe ("dont" -> "don't"); the double contractions by each form that lacks
+# one of their apostrophes ("couldnt've" and "couldn'tve" -> "couldn't've").
+_SPELLED = (
+    "'twas", "ain't", "aren't", "can't", "could've", "couldn't", "didn't", "doesn't", "don't", "hadn't",
+    "hasn't", "haven't", "he'd", "he's", "how'd", "how'll", "how's", "isn't", "it'd", "it'll", "ma'am",
+    "might've", "mightn't", "must've", "mustn't", "needn't", "not've", "o'clock", "oughtn't", "shan't",
+    "should've", "shouldn't", "somebody'll", "somebody's", "someone'd", "someone'll", "someone's",
+    "something'd", "something'll", "that's", "there'd", "there're", "there's", "they'd", "they'll",
+    "they're", "they've", "wasn't", "we've", "weren't", "what'll", "what're", "what's", "what've",
+    "when's", "where'd", "where's", "where've", "who'd", "who'll", "who's", "who've", "why'll", "why're",
+    "why's", "won't", "would've", "wouldn't", "y'all", "you'd", "you'll", "you're", "you've",
+)  # fmt: skip
+_SPELLED_TWICE = (
+    "couldn't've", "hadn't've", "he'd've", "it'd've", "mightn't've", "'ow's'at", "she'd've", "shouldn't've",
+    "somebody'd've", "someone'd've", "something'd've", "there'd've", "they'd've", "we'd've", "who'd've",
+    "wouldn't've", "y'all'll", "y'all'd've", "you'd've",
+)  # fmt: skip
+CONTRACTIONS = {s.replace("'", ""): s for s in _SPELLED}
+CONTRACTIONS |= {s[:i] + s[i + 1 :]: s for s in _SPELLED_TWICE for i, c in enumerate(s) if c == "'"}
+CONTRACTIONS["somebody'd"] = "somebodyd"  # sic: the official table maps this one the other way
+
+
+def _clean(text: str) -> str:
+    """What the official script does to every answer first: newlines and tabs to spaces, strip."""
+    return str(text).replace("\n", " ").replace("\t", " ").strip()
+
+
+def _punctuation(text: str) -> str:
+    joined_number = _DIGIT_COMMA_DIGIT.search(text) is not None
+    out = text
+    for mark in _PUNCTUATION:
+        delete = joined_number or f"{mark} " in text or f" {mark}" in text
+        out = out.replace(mark, "" if delete else " ")
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out, count=_PERIODS_REMOVED)
+
+
+def _digits_and_articles(text: str) -> str:
+    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    return " ".join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
 
 
 def normalize_vqa_answer(text: str) -> str:
-    """``text`` normalised as the VQA evaluation does (rules in the module docstring)."""
-    text = " ".join(str(text).split()).lower()
-    joined_number = _DIGIT_COMMA_DIGIT.search(text) is not None
-    table = {}
-    for mark in _PUNCTUATION:
-        if mark in text:
-            delete = joined_number or f"{mark} " in text or f" {mark}" in text
-            table[ord(mark)] = None if delete else " "
-    text = _PERIOD_NOT_BEFORE_DIGIT.sub("", text.translate(table))
-    words = []
-    for word in text.split():
-        word = NUMBER_WORDS.get(word, word)
-        if word in ARTICLES:
-            continue
-        words.append(CONTRACTIONS.get(word, word))
-    return " ".join(words)
+    """``text`` normalised as the official VQA evaluation normalises answers (module docstring)."""
+    return _digits_and_articles(_punctuation(_clean(text)))
 
 
 def as_answers(answers: str | Sequence[str]) -> list[str]:
     return [answers] if isinstance(answers, str) else [str(a) for a in answers]
 
 
-def vqa_accuracy(prediction: str, answers: str | Sequence[str]) -> float:
-    """VQA soft accuracy: the mean, over leaving out each human answer in turn, of
-    ``min(1, matches among the others / 3)``.
-
-    With ten answers and k matching the prediction this is 0.3, 0.6, 0.9 and 1.0 for k = 1, 2, 3, 4+.
-    With fewer than ten answers the same leave-one-out mean is taken over the answers there are (so
-    two identical answers give at most 1/3: fewer annotators, less certainty); a single answer,
-    where leaving it out would leave nothing, scores an exact normalised match (1 or 0). No answers
-    score 0.
-    """
-    truths = [normalize_vqa_answer(a) for a in as_answers(answers)]
+def vqa_accuracy(prediction: str, answers: str | Sequence[str], *, normalise_answers: bool = False) -> float:
+    """VQA soft accuracy of ``prediction`` against the human ``answers``, as the official script
+    computes it (module docstring); ``normalise_answers=True`` always normalises both sides."""
+    truths = [_clean(a) for a in as_answers(answers)]
     if not truths:
         return 0.0
-    guess = normalize_vqa_answer(prediction or "")
+    guess = _clean(prediction or "")
+    if normalise_answers or len(set(truths)) > 1:
+        truths = [normalize_vqa_answer(t) for t in truths]
+        guess = normalize_vqa_answer(guess)
     if len(truths) == 1:
-        return float(guess == truths[0])
+        return float(normalize_vqa_answer(guess) == normalize_vqa_answer(truths[0]))
     matches = sum(t == guess for t in truths)
-    total = 0.0
-    for truth in truths:
-        others = matches - (truth == guess)
-        total += min(1.0, others / 3)
-    return total / len(truths)
+    return sum(min(1.0, (matches - (t == guess)) / 3) for t in truths) / len(truths)
 
 
 def exact_match(prediction: str, answers: str | Sequence[str]) -> float:

@@ -79,6 +79,37 @@ def test_vqa_accuracy_normalises_both_sides():
     assert vqa_accuracy("the red one", _ten("red one", 1)) == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize(
+    "prediction, answers, official",
+    [
+        # all ten agree: the official script compares the raw texts (stripped only)
+        ("two", ["2"] * 10, 0.0),
+        ("Red", ["red"] * 10, 0.0),
+        ("Red.", ["red"] * 10, 0.0),
+        (" red\n", ["red"] * 10, 1.0),
+        ("Two", ["Two"] * 10, 1.0),
+        # they differ: both sides normalised
+        ("two", ["two"] * 3 + ["2"] * 7, 1.0),  # every answer becomes "2"
+        ("T-Shirt", ["t-shirt"] * 5 + ["tshirt"] * 5, 1.0),  # "t shirt" five times: 4 or 5 others match
+        ("yes", ["yes"] * 2 + ["no"] * 8, 0.6),  # (2 * 1/3 + 8 * 2/3) / 10
+        ("the dog", ["dog"] * 4 + ["a dog"] * 6, 1.0),  # articles dropped: ten "dog"
+        ("dont", ["don't"] * 5 + ["do not"] * 5, 1.0),
+        ("1,000", ["1000"] * 9 + ["1"], 1.0),
+        # at most 32 periods are removed: 33 leave one, ".yes" matches nothing
+        ("." * 33 + "yes", ["yes"] * 9 + ["no"], 0.0),
+    ],
+)
+def test_vqa_accuracy_equals_the_official_script(prediction, answers, official):
+    """Hand-computed from the official vqaEval.py's rules (module docstring of srice.eval.vqa)."""
+    assert vqa_accuracy(prediction, answers) == pytest.approx(official)
+
+
+def test_vqa_accuracy_normalised_variant_is_an_option():
+    assert vqa_accuracy("two", ["2"] * 10, normalise_answers=True) == 1.0
+    assert vqa_accuracy("Red.", ["red"] * 10, normalise_answers=True) == 1.0
+    assert vqa_accuracy("two", ["two"] * 3 + ["2"] * 7, normalise_answers=True) == 1.0
+
+
 def test_vqa_accuracy_with_fewer_answers():
     # three answers, two match: leaving out a match leaves 1 -> 1/3 (twice); leaving out the other
     # leaves 2 -> 2/3 (once): (1/3 + 1/3 + 2/3) / 3 = 4/9
