@@ -204,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nm", help="N:M structured sparsity, keep N of every M weights (e.g. 2:4)")
     p.add_argument("--owl", action="store_true", help="OWL outlier-weighted per-layer sparsity")
     p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (default 5)")
-    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL max deviation lambda (default 0.08)")
+    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL lambda (default 0.08)")
+    p.add_argument(
+        "--owl-clamp", action="store_true",
+        help="keep every layer within S +- lambda (srice's earlier rule; default: the reference OWL rule)",
+    )  # fmt: skip
     p.add_argument("--include-vision", action="store_true", help="prune/quantize the vision tower too")
     p.add_argument("-o", "--output", required=True, help="folder to write the checkpoint and manifest.json")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")

@@ -299,7 +299,8 @@ def cmd_compress(args) -> int:
 
     config = CompressConfig(
         args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n, nm=args.nm, owl=args.owl,
-        owl_m=args.owl_m, owl_lambda=args.owl_lambda, include_vision=args.include_vision,
+        owl_m=args.owl_m, owl_lambda=args.owl_lambda, owl_clamp=args.owl_clamp,
+        include_vision=args.include_vision,
     )  # fmt: skip
     if args.register:
         from srice.serving.variants import load_variants

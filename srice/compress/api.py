@@ -113,6 +113,7 @@ class CompressConfig:
     owl: bool = False  # OWL's outlier-weighted per-layer sparsity
     owl_m: float = 5.0
     owl_lambda: float = 0.08
+    owl_clamp: bool = False  # srice's earlier variant: every layer within S +- lambda (not the reference)
     include_vision: bool = False
 
     def __post_init__(self) -> None:
@@ -195,6 +196,7 @@ def compress(
             "owl": config.owl,
             "owl_m": config.owl_m if config.owl else None,
             "owl_lambda": config.owl_lambda if config.owl else None,
+            "owl_clamp": config.owl_clamp if config.owl else None,
             "include_vision": config.include_vision,
             "calib_n": config.calib_n if config.needs_data else None,
         },
@@ -304,10 +306,11 @@ def _owl_allocation(net, batches, blocks, plan: CompressConfig, info: dict) -> l
             for n, m in block.linears().items()
         ]
         ratios.append(owl.outlier_ratio(block_scores, plan.owl_m))
-    allocation = owl.allocate(ratios, plan.sparsity, plan.owl_lambda)
+    allocation = owl.allocate(ratios, plan.sparsity, plan.owl_lambda, clamp=plan.owl_clamp)
     info["owl"] = {
-        "outlier_ratio": {b.name: round(r, 6) for b, r in zip(blocks, ratios)},
-        "lambda_effective": owl.effective_lambda(plan.sparsity, plan.owl_lambda),
+        "outlier_ratio": {b.name: r for b, r in zip(blocks, ratios)},
+        "lambda_effective": owl.effective_lambda(plan.sparsity, plan.owl_lambda, plan.owl_clamp),
+        "rule": "clamped to S +- lambda" if plan.owl_clamp else "reference (luuyin/OWL)",
     }
     return allocation
 
