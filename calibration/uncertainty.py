@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from srice.agent.answers import normalize_vqa_answer
 from srice.agent.prompts import LETTERS, direct_request
 from srice.agent.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
 from srice.errors import CalibrationError, InputError
 from srice.eval import metrics
 from srice.eval.items import EvalItem
-from srice.eval.vqa import normalize_vqa_answer
 from srice.images import load_image
 
 FORMAT_VERSION = 1

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from srice.agent.answers import check_options, option_letter
 from srice.agent.prompts import direct_request, pathway_request, prompt_text, region_request
 from srice.agent.refer import referring_phrases, view_order
 from srice.agent.targets import parse_targets
@@ -181,8 +182,7 @@ class Agent:
         w = _Work(item, Answer(question=str(item.question), options=options, item_id=item.id))
         try:
             w.answer.question = check_question(item.question)
-            if options and not all(isinstance(o, str) and o.strip() for o in options):
-                raise InputError("options must be non-empty strings")
+            w.answer.options = check_options(options)
             w.image = load_image(item.image)
         except InputError as e:
             w.answer.error = str(e)
@@ -220,11 +220,16 @@ class Agent:
         w.answer.targets = tuple(parse_targets(completion.text))
 
     def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
+        """The pathway's answer and US. A multiple-choice answer is always one of the given letters:
+        the one the reply reads as, else the most probable given option (``mapped``)."""
         w.answer.mllm_calls += 1
-        p.answer = completion.text.strip()
+        options = w.answer.options
+        p.reply = p.answer = completion.text.strip()
         p.tokens = completion.tokens
         p.model_seconds = completion.seconds
-        p.uncertainty = self.uncertainty(completion, w.answer.options)
+        p.uncertainty = self.uncertainty(completion, options)
+        if options:
+            p.answer, p.mapped = option_letter(p.reply, options, p.uncertainty.candidates[0].answer)
         return p
 
     def _run_tools(self, live: list[_Work]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from srice.agent.prompts import LETTERS
 from srice.agent.uncertainty import Uncertainty
 from srice.serving.types import TokenLogprob
 
@@ -19,7 +20,9 @@ class PathwayTrace:
     calibrated: dict | None = None  # ... after the tool's calibrator
     view_box: tuple[int, int, int, int] | None = None  # the zoomed window, original pixels
     prompt: str = ""
-    answer: str = ""
+    answer: str = ""  # for multiple choice always one of the option letters
+    reply: str = ""  # the model's text, as it came
+    mapped: bool = False  # multiple choice: the reply named no given option; answer = the most probable
     uncertainty: Uncertainty | None = None
     tool_seconds: float = 0.0
     model_seconds: float = 0.0
@@ -58,12 +61,25 @@ class Answer:
     def pathway_trace(self, name: str) -> PathwayTrace | None:
         return next((p for p in self.trace if p.name == name), None)
 
+    @property
+    def answer_text(self) -> str:
+        """The answer in words: the chosen option's text for multiple choice (``answer`` is its letter)."""
+        if self.options and self.answer in LETTERS[: len(self.options)]:
+            return self.options[LETTERS.index(self.answer)]
+        return self.answer
+
+    @property
+    def shown(self) -> str:
+        """What a person reads: ``"C (blue)"`` for multiple choice, else the answer."""
+        return f"{self.answer} ({self.answer_text})" if self.options and self.answer else self.answer
+
     def to_json(self) -> dict:
         return {
             "id": self.item_id,
             "question": self.question,
             "options": list(self.options) if self.options else None,
-            "answer": self.answer,
+            "answer": self.answer_text,
+            "answer_letter": self.answer if self.options else None,
             "uncertainty": None if math.isinf(self.uncertainty) else self.uncertainty,
             "pathway": self.pathway,
             "region_reply": self.region_reply,

@@ -66,12 +66,13 @@ def _comma_list(text: str | None) -> list[str]:
 
 def cmd_ask(args) -> int:
     from srice.agent import Item
+    from srice.agent.answers import check_options
     from srice.app.build import open_backend
     from srice.images import check_question, load_image
 
     image = load_image(args.image)  # bad input fails here, before a server is started
     question = check_question(args.question)
-    options = tuple(_comma_list(args.options)) or None
+    options = check_options(_comma_list(args.options))
     with ExitStack() as stack:
         backend, variant = open_backend(args.variant, _serving(args), stack)
         agent = _agent(args, backend, variant)
@@ -81,14 +82,15 @@ def cmd_ask(args) -> int:
     if args.json:
         print(json.dumps({"variant": variant.name, "backend": backend.name} | answer.to_json(), indent=2))
         return 0
-    print(f"answer: {answer.answer}")
+    print(f"answer: {answer.shown}")
     print(f"uncertainty: {answer.uncertainty:g} (pathway {answer.pathway}; {answer.mllm_calls} model calls)")
     if answer.targets:
         print(f"regions asked for: {', '.join(answer.targets)}")
     for p in answer.trace:
         found = "" if p.calibrated is None else f"{len(p.calibrated['boxes'])} regions"
         us = f"US {p.uncertainty.score:g}/{p.uncertainty.tiebreak:.3f}" if p.uncertainty else ""
-        status = f"failed: {p.error}" if p.error else f"{p.answer!r} {us} {found}"
+        said = f" (reply {p.reply!r} names no option: the most probable one)" if p.mapped else ""
+        status = f"failed: {p.error}" if p.error else f"{p.answer!r}{said} {us} {found}"
         mark = "*" if p.name == answer.pathway else " "
         print(f"{mark} {p.name:<10} {status} ({p.tool_seconds + p.model_seconds:.2f} s)")
     return 0

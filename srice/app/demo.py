@@ -28,6 +28,7 @@ from pathlib import Path
 import gradio as gr
 
 from srice.agent import Agent, Item
+from srice.agent.answers import check_options
 from srice.app.demo_page import TABLE_HEADERS, gallery_items, pathway_rows, pathway_views, summary_markdown
 from srice.errors import InputError, SriceError
 from srice.images import check_question, load_image
@@ -138,10 +139,11 @@ def read_inputs(image: dict | str | None, question: str, options: str, settings:
         question = check_question(question or "")
     except InputError as e:
         raise _shown(str(e).replace(str(path), path.name), "Bad input") from None
-    choices = tuple(o.strip() for o in (options or "").split(",") if o.strip())
-    if len(choices) == 1:
-        raise _shown("Give at least two options, comma-separated, or none.", "Bad input")
-    return picture, question, choices or None
+    try:
+        choices = check_options([o for o in (options or "").split(",") if o.strip()])
+    except InputError as e:
+        raise _shown(f"{e}; give them comma-separated, or none for an open question", "Bad input") from None
+    return picture, question, choices
 
 
 def answer_page(
@@ -174,7 +176,7 @@ def answer_page(
         views = pathway_views(picture, answer, agent.config)
         yield (
             progress.markdown(done=True),
-            answer.answer,
+            answer.shown,
             summary_markdown(answer),
             pathway_rows(answer),
             gallery_items(views, answer.pathway),

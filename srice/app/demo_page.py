@@ -108,6 +108,14 @@ def gallery_items(views: Sequence[PathwayView], chosen: str) -> list[tuple[Image
 TABLE_HEADERS = ["", "pathway", "answer", "US (tie-break)", "prediction set", "regions", "seconds", "error"]
 
 
+def pathway_answer(p: PathwayTrace, options) -> str:
+    """A pathway's answer as a person reads it: "B (green)", and the reply when it named no option."""
+    if not options or not p.answer:
+        return p.answer
+    text = f"{p.answer} ({options[LETTERS.index(p.answer)]})"
+    return f"{text}; reply {p.reply!r} named no option" if p.mapped else text
+
+
 def pathway_rows(answer: Answer) -> list[list]:
     """One row per pathway; ★ marks the selected one; regions read raw -> calibrated."""
     rows = []
@@ -118,7 +126,7 @@ def pathway_rows(answer: Answer) -> list[list]:
         rows.append([
             "★" if p.name == answer.pathway else "",
             p.name,
-            p.answer,
+            pathway_answer(p, answer.options),
             "" if u is None else us_text(p),
             set_text(p),
             f"{raw} -> {calibrated}" if raw else "",

@@ -2,8 +2,8 @@
 
 Every scorer returns a float in [0, 1] for one question; ``score`` dispatches on ``EvalItem.metric``.
 POPE is the one set-level metric (precision/recall/F1 over yes answers): ``pope_summary``. The VQA
-accuracy and its answer normalisation live in ``srice.eval.vqa``, option-letter reading in
-``srice.eval.choice``.
+accuracy is in ``srice.eval.vqa``; answer normalisation and option-letter reading are the agent's
+(``srice.agent.answers``), so both read replies the same way.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from srice.agent.answers import extract_choice, normalize_vqa_answer
 from srice.errors import InputError
-from srice.eval.choice import extract_choice, mc_accuracy
 from srice.eval.items import EvalItem
-from srice.eval.vqa import as_answers, exact_match, normalize_vqa_answer, vqa_accuracy
+from srice.eval.vqa import as_answers, exact_match, vqa_accuracy
 
 __all__ = [
     "PopeSummary", "anls", "exact_match", "extract_choice", "mc_accuracy", "normalize_vqa_answer",
@@ -101,6 +101,11 @@ def relaxed_accuracy(prediction: str, answer: str | Sequence[str], tolerance: fl
         if ok:
             return 1.0
     return 0.0
+
+
+def mc_accuracy(prediction: str, answer_letter: str, options: Sequence[str] | None) -> float:
+    """1 when the letter ``extract_choice`` reads from the prediction is ``answer_letter``."""
+    return float(extract_choice(prediction, options) == answer_letter.strip().upper())
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srice.agent import Agent, Item
+from srice.agent.answers import normalize_vqa_answer
 from srice.agent.trace import Answer
 from srice.eval.items import EvalItem
 from srice.eval.metrics import score
-from srice.eval.vqa import normalize_vqa_answer
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,9 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
     for p in answer.trace:
         u = p.uncertainty
         pathways[p.name] = {
-            "answer": p.answer,
+            "answer": p.answer,  # multiple choice: a given option's letter (the reply may say otherwise)
+            "reply": p.reply,
+            "mapped": p.mapped,
             "score": (score(item, p.answer) if p.ok else 0.0) if labelled else None,
             "uncertainty": None if u is None or math.isinf(u.score) else u.score,
             "tiebreak": None if u is None else u.tiebreak,
@@ -135,7 +137,8 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
         "question": item.question,
         "options": list(item.options) if item.options else None,
         "answers": list(item.answers),
-        "answer": answer.answer,
+        "answer": answer.answer,  # multiple choice: the option's letter, as the truth in "answers"
+        "answer_text": answer.answer_text,
         "pathway": answer.pathway,
         "uncertainty": None if math.isinf(answer.uncertainty) else answer.uncertainty,
         "score": (score(item, answer.answer) if answer.error is None else 0.0) if labelled else None,

@@ -159,6 +159,34 @@ def test_a_flat_pathway_never_beats_a_sharper_one():
     assert answer.pathway == "corner" and answer.answer == "red"
 
 
+def test_multiple_choice_answers_are_always_one_of_the_given_letters():
+    """Replayed completions that put their mass on a letter that is no option ("D" of three): the
+    answer is the most probable given option, marked as mapped, with its text beside the letter."""
+    backend = Scripted({"direct": {"D": 0.9, "B": 0.06, "A": 0.04}, "view": {"E": 0.8, "A": 0.2}})
+    answer = Agent(backend).answer(scene(), "Which colour?", ["red", "green", "blue"])
+    direct = answer.pathway_trace("direct")
+    assert direct.reply == "D" and direct.answer == "B" and direct.mapped
+    assert answer.answer == "B" and answer.answer_text == "green"
+    out = answer.to_json()
+    assert out["answer"] == "green" and out["answer_letter"] == "B"
+    with_view = Agent(backend, [Corner()]).answer(scene(), "Which colour?", ["red", "green", "blue"])
+    assert {p.answer for p in with_view.trace} <= {"A", "B", "C"}
+    plain = Agent(Scripted({"direct": {"C": 0.9, "A": 0.1}, "view": {}})).answer(
+        scene(), "Which?", list("xyz")
+    )
+    assert plain.answer == "C" and not plain.trace[0].mapped and plain.to_json()["answer"] == "z"
+
+
+@pytest.mark.parametrize(
+    "options", [("red",), ("red", "red"), ("red", " Red "), ("red", ""), tuple(f"o{i}" for i in range(27))]
+)
+def test_bad_option_lists_fail_their_question(options):
+    [answer] = Agent(Scripted({"direct": {"A": 1.0}, "view": {}})).answer_batch(
+        [Item(scene(), "Which?", options)]
+    )
+    assert answer.error and "options" in answer.error and answer.answer == ""
+
+
 def test_public_names():
     import srice
 

@@ -69,9 +69,10 @@ def test_ask_agent_trace_against_running_server(picture, vllm_server, hf_backend
         assert p["error"] is None and p["uncertainty"]["score"] is not None, name
         assert set(p) >= {"regions", "calibrated", "prompt", "answer", "uncertainty", "seconds", "error"}
     best = min(data["trace"], key=lambda p: (p["uncertainty"]["score"], p["uncertainty"]["tiebreak"]))
-    assert data["pathway"] == best["name"] and data["answer"] == best["answer"]
+    assert data["pathway"] == best["name"] and data["answer_letter"] == best["answer"] in ("A", "B")
+    assert data["answer"] == {"A": "yes", "B": "no"}[best["answer"]]  # the option's text beside its letter
     request = direct_request(load_image(picture), "Is there a circle?", ["yes", "no"], top_logprobs=20)
-    assert trace["direct"]["answer"] == hf_backend.generate([request])[0].text.strip()
+    assert trace["direct"]["reply"] == hf_backend.generate([request])[0].text.strip()
 
 
 def test_ask_starts_and_stops_its_own_server(picture):
@@ -129,6 +130,11 @@ def test_serve_runs_until_interrupted(picture, sigint):
         (["--image", "/nonexistent.png", "--question", "q"], "image not found: /nonexistent.png"),
         (["--image", "{picture}", "--question", "   "], "question is empty"),
         (["--image", "{picture}", "--question", "q", "--variant", "nope"], "unknown variant 'nope'; known: "),
+        (["--image", "{picture}", "--question", "q", "--options", "red"], "at least two distinct options"),
+        (
+            ["--image", "{picture}", "--question", "q", "--options", "red,Red "],
+            "at least two distinct options",
+        ),
     ],
 )
 def test_user_errors_are_one_line(args, message, picture):

@@ -193,7 +193,8 @@ def test_bad_input_gets_a_clear_message(demo, tmp_path):
         (text, QUESTION, "", "not a readable image: notes.png"),
         (huge, QUESTION, "", "image too large: 5000x4000"),
         (EXAMPLE, "   ", "", "question is empty"),
-        (EXAMPLE, QUESTION, "red", "at least two options"),
+        (EXAMPLE, QUESTION, "red", "at least two distinct options"),
+        (EXAMPLE, QUESTION, "red, Red", "at least two distinct options"),
         (None, QUESTION, "", "Upload an image or pick an example"),
     ]
     for image, question, options, message in cases:

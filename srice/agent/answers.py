@@ -1,17 +1,92 @@
-"""Which option letter a free-text reply chooses (multiple-choice scoring); see ``extract_choice``."""
+"""Reading the model's answers: the official VQA answer normalisation, which option letter a reply
+chooses, and option lists that make sense. The agent reads its pathways' replies with these; the
+evaluator scores with the same (``srice.eval``).
+
+Normalisation (``normalize_vqa_answer``) is the official VQA evaluation's, described in
+``srice.eval.vqa``: punctuation, at most 32 periods, number words, articles, the official
+contraction table.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-from srice.eval.vqa import normalize_vqa_answer
+from srice.agent.prompts import LETTERS
+from srice.errors import InputError
+
+# ---------------------------------------------------------------------------------------------------
+# VQA answer normalisation
+
+_PUNCTUATION = ';/[]"{}()=+\\_-><@`,?!'
+_DIGIT_COMMA_DIGIT = re.compile(r"\d,\d")
+_PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
+_PERIODS_REMOVED = 32
+NUMBER_WORDS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
+ARTICLES = frozenset({"a", "an", "the"})
+# The official table of contractions typed without apostrophes, spelled out. Most are keyed by the
+# form without any apostrophe ("dont" -> "don't"); the double contractions by each form that lacks
+# one of their apostrophes ("couldnt've" and "couldn'tve" -> "couldn't've").
+_SPELLED = (
+    "'twas", "ain't", "aren't", "can't", "could've", "couldn't", "didn't", "doesn't", "don't", "hadn't",
+    "hasn't", "haven't", "he'd", "he's", "how'd", "how'll", "how's", "isn't", "it'd", "it'll", "ma'am",
+    "might've", "mightn't", "must've", "mustn't", "needn't", "not've", "o'clock", "oughtn't", "shan't",
+    "should've", "shouldn't", "somebody'll", "somebody's", "someone'd", "someone'll", "someone's",
+    "something'd", "something'll", "that's", "there'd", "there're", "there's", "they'd", "they'll",
+    "they're", "they've", "wasn't", "we've", "weren't", "what'll", "what're", "what's", "what've",
+    "when's", "where'd", "where's", "where've", "who'd", "who'll", "who's", "who've", "why'll", "why're",
+    "why's", "won't", "would've", "wouldn't", "y'all", "you'd", "you'll", "you're", "you've",
+)  # fmt: skip
+_SPELLED_TWICE = (
+    "couldn't've", "hadn't've", "he'd've", "it'd've", "mightn't've", "'ow's'at", "she'd've", "shouldn't've",
+    "somebody'd've", "someone'd've", "something'd've", "there'd've", "they'd've", "we'd've", "who'd've",
+    "wouldn't've", "y'all'll", "y'all'd've", "you'd've",
+)  # fmt: skip
+CONTRACTIONS = {s.replace("'", ""): s for s in _SPELLED}
+CONTRACTIONS |= {s[:i] + s[i + 1 :]: s for s in _SPELLED_TWICE for i, c in enumerate(s) if c == "'"}
+CONTRACTIONS["somebody'd"] = "somebodyd"  # sic: the official table maps this one the other way
+
+
+def clean_answer(text: str) -> str:
+    """What the official script does to every answer first: newlines and tabs to spaces, strip."""
+    return str(text).replace("\n", " ").replace("\t", " ").strip()
+
+
+def _punctuation(text: str) -> str:
+    joined_number = _DIGIT_COMMA_DIGIT.search(text) is not None
+    out = text
+    for mark in _PUNCTUATION:
+        delete = joined_number or f"{mark} " in text or f" {mark}" in text
+        out = out.replace(mark, "" if delete else " ")
+    return _PERIOD_NOT_BEFORE_DIGIT.sub("", out, count=_PERIODS_REMOVED)
+
+
+def _digits_and_articles(text: str) -> str:
+    words = [NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    return " ".join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
+
+
+def normalize_vqa_answer(text: str) -> str:
+    """``text`` normalised as the official VQA evaluation normalises answers (module docstring)."""
+    return _digits_and_articles(_punctuation(clean_answer(text)))
+
 
 # ---------------------------------------------------------------------------------------------------
 # Multiple choice
 
-# A capital "A" or "I" (or a lower-case "a"/"i") followed by one of these words is a letter ("A is
-# correct", "A because ..."); followed by any other word it is the article or pronoun ("A red circle").
 _LETTER_FOLLOWERS = frozenset(
     "is was seems appears looks matches would should could might must can will because since as "
     "fits describes".split()
@@ -37,7 +112,7 @@ _STANDALONE = re.compile(r"(?<![A-Za-z0-9'])([A-Z])(?![A-Za-z0-9'])")
 def _letters(options: Sequence[str] | None) -> str:
     if not options:
         return "ABCD"
-    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(options)]
+    return LETTERS[: len(options)]
 
 
 def _is_letter_here(letter: str, rest: str) -> bool:
@@ -142,6 +217,24 @@ def _choice_by_text(text: str, options: Sequence[str]) -> str | None:
     return None
 
 
-def mc_accuracy(prediction: str, answer_letter: str, options: Sequence[str] | None) -> float:
-    """1 when the letter ``extract_choice`` reads from the prediction is ``answer_letter``."""
-    return float(extract_choice(prediction, options) == answer_letter.strip().upper())
+def check_options(options: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The options, stripped, or None for an open question; an ``InputError`` unless there are at least
+    two distinct (case-insensitively), non-empty ones, and at most one per letter."""
+    if not options:
+        return None
+    if not all(isinstance(o, str) and o.strip() for o in options):
+        raise InputError(f"multiple choice needs non-empty text options, got {list(options)!r}")
+    stripped = tuple(" ".join(o.split()) for o in options)
+    if len(stripped) < 2 or len({o.casefold() for o in stripped}) != len(stripped):
+        raise InputError(f"multiple choice needs at least two distinct options, got {list(options)!r}")
+    if len(stripped) > len(LETTERS):
+        raise InputError(f"multiple choice takes at most {len(LETTERS)} options, got {len(stripped)}")
+    return stripped
+
+
+def option_letter(reply: str, options: Sequence[str], most_likely: str) -> tuple[str, bool]:
+    """The option a reply chooses, always one of the given letters: the letter it reads as
+    (``extract_choice``), else ``most_likely`` (the best given option by the answer's own
+    probabilities); the flag says whether it was mapped so."""
+    letter = extract_choice(reply, options)
+    return (letter, False) if letter else (most_likely, True)
