@@ -235,13 +235,13 @@ def _has_gpu() -> bool:
 _LIVE: set[VllmServer] = set()
 
 
-def _stop_all() -> None:
+def stop_all() -> None:
     for server in list(_LIVE):
         server.stop(grace=5.0)
 
 
 def _on_signal(signum, frame):
-    _stop_all()
+    stop_all()
     previous = _PREVIOUS.get(signum)
     if callable(previous):
         previous(signum, frame)
@@ -251,7 +251,7 @@ def _on_signal(signum, frame):
 
 
 _PREVIOUS: dict[int, object] = {}
-atexit.register(_stop_all)
+atexit.register(stop_all)
 
 
 def install_signal_handlers() -> None:

@@ -5,18 +5,19 @@
 
 1. direct answers (and region proposals, in the same call unless early exit is on);
 2. region proposals for the questions that did not exit early (early exit only);
-3. every tool over all images with the parsed targets (thread pool), then its calibrator;
+3. every tool over all images with the parsed targets (tools at once), then its calibrator;
 4. every pathway's answer, in one call.
 
-A tool or calibrator failure, or a tool that overruns ``tool_timeout``, marks that pathway failed in
-the trace and the others carry on. An unreadable image fails only its own question. A serving
-failure propagates: without the model there is no answer to give, and the caller decides (the
-evaluator records it per question).
+A tool or calibrator failure, or a tool that overruns ``tool_timeout`` (seconds per image, times the
+batch), marks that pathway failed in the trace (``error_kind`` says what failed) and the others carry
+on. An unreadable image fails only its own question. A serving failure propagates: without the
+model there is no answer to give, and the caller decides (the evaluator records it per question).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,8 +51,9 @@ class AgentConfig:
     view: str = "crop"  # "crop": zoomed union of the regions; "boxes": regions drawn on the image
     crop_size: int = 448
     crop_context: float = 0.25
-    tool_timeout: float = 120.0  # seconds per tool over the whole batch
-    tool_workers: int = 2
+    # Seconds a tool may take per image: a batch of n gets n times this. Measured on 2 cores, the toy
+    # YOLO takes ~1.4 s per image idle and ~7 s busy; a hung tool costs its batch this long.
+    tool_timeout: float = 60.0
     early_exit: float | None = None  # skip tools when the direct US score is <= this (off: None)
     # Also show each of a detector's k likeliest calibrated regions as its own pathway (0: union only).
     # Conformal recall keeps every plausible box, so the union of a weak detector's boxes can cover
@@ -70,7 +72,7 @@ class AgentConfig:
             raise InputError(f"alpha must be in (0, 1), got {self.alpha}")
         if self.view not in ("crop", "boxes"):
             raise InputError(f"view must be 'crop' or 'boxes', got {self.view!r}")
-        for name in ("max_tokens", "region_max_tokens", "crop_size", "tool_workers"):
+        for name in ("max_tokens", "region_max_tokens", "crop_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("top_logprobs", "top_views", "crop_context"):
@@ -233,27 +235,23 @@ class Agent:
         return p
 
     def _run_tools(self, live: list[_Work]) -> None:
-        """Each tool once over the whole batch, tools in parallel; failures isolated per pathway."""
-        cfg = self.config
+        """Each tool once over the whole batch, all tools at once, each in a daemon thread (a hung
+        tool is abandoned there: it holds up neither the batch beyond its limit nor the process's
+        exit). The limit is ``tool_timeout`` per image, times the batch; failures stay per pathway."""
         images = [w.image for w in live]
         targets = [list(w.answer.targets) for w in live]
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.tool_workers))
-        try:
-            jobs = {tool.name: pool.submit(_timed_batch, tool, images, targets) for tool in self.tools}
-            deadline = time.monotonic() + cfg.tool_timeout
-            for tool in self.tools:
-                try:
-                    outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
-                except concurrent.futures.TimeoutError:
-                    outputs, seconds = (
-                        [f"timed out after {cfg.tool_timeout:g} s"] * len(live),
-                        cfg.tool_timeout,
-                    )
-                for w, output in zip(live, outputs):
-                    for p in self._pathways(w, tool, output, seconds / len(live)):
-                        w.pathways[p.name] = p
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a hung tool's thread is left behind
+        limit = self.config.tool_timeout * len(live)
+        jobs = {tool.name: _in_daemon_thread(_timed_batch, tool, images, targets) for tool in self.tools}
+        deadline = time.monotonic() + limit
+        for tool in self.tools:
+            try:
+                outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                per_image = f"{self.config.tool_timeout:g} s per image x {len(live)}"
+                outputs, seconds = [_Timeout(f"timed out after {limit:g} s ({per_image})")] * len(live), limit
+            for w, output in zip(live, outputs):
+                for p in self._pathways(w, tool, output, seconds / len(live)):
+                    w.pathways[p.name] = p
 
     def _pathways(self, w: _Work, tool, output, seconds: float) -> list[PathwayTrace]:
         """Calibrate one tool's output and build its view(s). A tool with ``separate_views`` (the
@@ -266,14 +264,14 @@ class Agent:
         name = tool.name
         p = PathwayTrace(name, targets=w.answer.targets, tool_seconds=seconds)
         if isinstance(output, str):
-            p.error = output
+            p.error, p.error_kind = str(output), "timeout" if isinstance(output, _Timeout) else "tool"
             return [p]
         p.regions = output.to_json()
         try:
             calibrator = self.calibrators.get(name)
             regions = calibrator.apply(output) if calibrator is not None else output
         except SriceError as e:
-            p.error = f"{type(e).__name__}: {e}"
+            p.error, p.error_kind = f"{type(e).__name__}: {e}", "calibrator"
             return [p]
         separate = tool.separate_views
         if len(regions) < 2:
@@ -304,7 +302,7 @@ class Agent:
                 else:
                     w.views[trace.name] = draw_regions(w.image, shown)
             except SriceError as e:
-                trace.error = f"{type(e).__name__}: {e}"
+                trace.error, trace.error_kind = f"{type(e).__name__}: {e}", "view"
         return [trace for trace, _ in views]
 
     def _no_zoom(self, image: Image.Image, regions) -> bool:
@@ -327,7 +325,25 @@ class Agent:
         a.answer, a.uncertainty, a.pathway = best.answer, best.uncertainty.score, best.name
 
 
+class _Timeout(str):
+    """A tool's output when it overran its limit (a ``str`` like any tool failure, told apart)."""
+
+
 def _timed_batch(tool, images, targets) -> tuple[list, float]:
     began = time.perf_counter()
     outputs = batch_or_each(tool, images, targets)
     return outputs, time.perf_counter() - began
+
+
+def _in_daemon_thread(fn, *args) -> concurrent.futures.Future:
+    """``fn(*args)`` in a daemon thread; its result or exception arrives through the future."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"srice-tool-{getattr(args[0], 'name', '')}", daemon=True).start()
+    return future

@@ -27,6 +27,7 @@ class PathwayTrace:
     tool_seconds: float = 0.0
     model_seconds: float = 0.0
     error: str | None = None
+    error_kind: str | None = None  # "timeout", "tool", "calibrator", "view" (what failed)
     tokens: tuple[TokenLogprob, ...] = field(default=(), repr=False)  # the answer's logprobs
 
     @property

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from srice.app import commands
@@ -45,6 +46,11 @@ def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
         help="also show each detector's K likeliest calibrated regions alone, as pathways TOOL[0..K-1] "
         "(default 1; 0: the union view only)",
     )
+    p.add_argument(
+        "--tool-timeout", type=float, default=60.0, metavar="SECONDS",
+        help="seconds a tool may take per image (a batch of n gets n times this; default 60): a tool "
+        "that overruns fails its pathway, counted in the output",
+    )  # fmt: skip
 
 
 def _backend_args(p: argparse.ArgumentParser) -> None:
@@ -105,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N questions only")
     p.add_argument("--shard", help="i/n: this machine's share of the questions")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--max-tool-failures",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="exit with status 3 (after writing everything) when a tool failed on more than this share "
+        "of the questions it ran on (default 0.05)",
+    )
+    p.add_argument(
+        "--max-failed-items", type=float, default=0.05, metavar="SHARE",
+        help="likewise when more than this share of the questions got no answer at all (default 0.05)",
+    )  # fmt: skip
     p.add_argument("--max-tokens", type=int, default=16)
     p.set_defaults(func=commands.cmd_eval)
 
@@ -221,13 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     except SriceError as e:
         print(f"srice: error: {e}", file=sys.stderr)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         print("srice: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    return _leave(code) if argv is None else code
+
+
+def _leave(code: int) -> int:
+    """Exit now when a tool that overran its limit still runs in its (daemon) thread: waiting would
+    hold the command for as long as the tool runs, and native code torn down under a running thread
+    can abort the interpreter. Records are on disk and servers are stopped by then."""
+    import threading
+
+    if any(t.name.startswith("srice-tool-") and t.is_alive() for t in threading.enumerate()):
+        launcher = sys.modules.get("srice.serving.launcher")
+        if launcher is not None:
+            launcher.stop_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def _agent(args, backend, variant, tools: str | None = None):
     from srice.agent import AgentConfig
     from srice.app.build import build_agent
 
-    config = AgentConfig(max_tokens=args.max_tokens, view=args.view, top_views=args.top_views)
+    config = AgentConfig(
+        max_tokens=args.max_tokens, view=args.view, top_views=args.top_views, tool_timeout=args.tool_timeout
+    )
     names = _comma_list(args.tools if tools is None else tools)
     return build_agent(
         backend, variant, names, tool_weights=_tool_options(args.tool_weights), calib=args.calib,
@@ -213,14 +215,19 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def cmd_eval(args) -> int:
-    from tqdm import tqdm
+EXIT_OVER_FAILURE_LIMITS = 3  # the run finished and wrote everything, but too much of it failed
 
+
+def cmd_eval(args) -> int:
     from srice.app.build import open_backend
+    from srice.app.progress import Progress
     from srice.eval import report
     from srice.eval import run as evaluate
     from srice.eval.data import load_items, shard
 
+    for name in ("max_tool_failures", "max_failed_items"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise SriceError(f"--{name.replace('_', '-')} is a share in [0, 1], got {getattr(args, name)}")
     index, count = _parse_shard(args.shard)
     items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
     if count > 1:
@@ -233,17 +240,54 @@ def cmd_eval(args) -> int:
         def resumed(done: int) -> None:
             if done:
                 print(f"resuming: {done} of {len(items)} questions already have records", file=sys.stderr)
-            bar = tqdm(total=len(items), initial=done, desc="eval", unit="q", file=sys.stderr, disable=None)
-            bars.append(stack.enter_context(bar))
+            bars.append(stack.enter_context(Progress(len(items), done=done)))
 
         result = evaluate.run(
             agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
-            progress=lambda k: bars[0].update(k), on_resume=resumed,
+            progress=lambda k: bars[0].update(k), on_resume=resumed, on_batch=_warn_failures,
         )  # fmt: skip
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")
     print(f"{result.written} questions in {result.seconds:.1f} s; records: {result.records_path}")
-    return 0
+    over = _over_limits(summary["failures"], args.max_tool_failures, args.max_failed_items)
+    for line in over:
+        print(f"srice: error: {line}; records and summary are written to {args.out}", file=sys.stderr)
+    return EXIT_OVER_FAILURE_LIMITS if over else 0
+
+
+def _warn_failures(records: list[dict]) -> None:
+    """A live warning on stderr for every tool that failed in a batch, and for failed questions."""
+    from srice.eval.report import failures
+
+    found = failures(records)
+    for tool, t in found["tools"].items():
+        if t["failed"]:
+            reason = max(t["reasons"], key=t["reasons"].get)
+            print(f"warning: tool {tool} failed on {t['failed']} of {t['questions']} questions of this batch "
+                  f"({reason})", file=sys.stderr, flush=True)  # fmt: skip
+    rec = found["records"]
+    if rec["failed"]:
+        reason = max(rec["reasons"], key=rec["reasons"].get)
+        print(f"warning: {rec['failed']} of {rec['n']} questions of this batch got no answer ({reason})",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _over_limits(failures: dict, max_tool: float, max_items: float) -> list[str]:
+    """The failure shares over their limits, one line each."""
+    out = []
+    for tool, t in failures["tools"].items():
+        if t["questions"] and t["failed"] / t["questions"] > max_tool:
+            out.append(
+                f"tool {tool} failed on {t['failed']} of {t['questions']} questions ({t['timed_out']} timed "
+                f"out): {t['failed'] / t['questions']:.0%} > --max-tool-failures {max_tool:g}"
+            )
+    rec = failures["records"]
+    if rec["n"] and rec["failed"] / rec["n"] > max_items:
+        out.append(
+            f"{rec['failed']} of {rec['n']} questions got no answer: "
+            f"{rec['failed'] / rec['n']:.0%} > --max-failed-items {max_items:g}"
+        )
+    return out
 
 
 def cmd_synth(args) -> int:

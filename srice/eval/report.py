@@ -43,7 +43,52 @@ def summarize(records: Sequence[dict]) -> dict:
     out["oracle_minus_srice"] = _paired(records, "oracle_score", "srice")
     names = sorted({name for r in records for name in r["pathways"]})
     out["us_auroc"] = {name: us_auroc(records, name) for name in names}
+    out["failures"] = failures(records)
     return out
+
+
+def tool_of(pathway: str) -> str:
+    """The tool behind a pathway: ``yolo`` for ``yolo`` and ``yolo[0]``."""
+    return pathway.split("[", 1)[0]
+
+
+def _reason(kind: str | None, message: str) -> str:
+    """A failure's reason for counting: its kind and message, without what varies per item (the
+    part after the first ': ' when it names a path or value), at most 120 characters."""
+    if kind == "timeout":
+        return "timeout: the tool overran its time limit"
+    text = " ".join(str(message).split())
+    head, sep, _ = text.partition(": ")
+    short = head if sep and len(head) >= 12 else text
+    return f"{kind}: {short[:120]}" if kind else short[:120]
+
+
+def failures(records: Sequence[dict]) -> dict:
+    """What failed, counted where users look: per tool, the questions it was run on, failed on (by
+    reason) and timed out on; and the records that failed outright (no answer at all), by reason."""
+    tools: dict[str, dict] = {}
+    record_reasons: dict[str, int] = defaultdict(int)
+    for r in records:
+        if r["error"] is not None:
+            record_reasons[_reason(None, r["error"])] += 1
+        by_tool: dict[str, list[dict]] = defaultdict(list)
+        for name, p in r["pathways"].items():
+            if name != "direct":
+                by_tool[tool_of(name)].append(p)
+        for tool, pathways in by_tool.items():
+            entry = tools.setdefault(tool, {"questions": 0, "failed": 0, "timed_out": 0, "reasons": {}})
+            entry["questions"] += 1
+            failed = next((p for p in pathways if p.get("error")), None)
+            if failed is not None:
+                entry["failed"] += 1
+                entry["timed_out"] += failed.get("error_kind") == "timeout"
+                reason = _reason(failed.get("error_kind"), failed["error"])
+                entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
+    failed_records = sum(record_reasons.values())
+    return {
+        "tools": dict(sorted(tools.items())),
+        "records": {"n": len(records), "failed": failed_records, "reasons": dict(record_reasons)},
+    }
 
 
 def interval(values) -> dict | None:
@@ -89,15 +134,18 @@ def us_auroc(records: Sequence[dict], name: str) -> float | None:
 
 
 def _accuracies(records: Sequence[dict]) -> dict:
+    """Mean score per column, and in ``n_by_column`` how many questions each mean is over: a tool
+    pathway exists only where its tool ran and found what that view needs (``yolo[0]`` needs two
+    regions), and an unlabelled question counts nowhere."""
     names = sorted({name for r in records for name in r["pathways"]} - {"direct"})
-    table = {
-        "n": len(records),
-        "direct": _mean(_pathway_score(r, "direct") for r in records),
+    columns = {
+        "direct": [_pathway_score(r, "direct") for r in records],
+        "srice": [r["score"] for r in records],
+        **{name: [_pathway_score(r, name) for r in records] for name in names},
+        "oracle": [r["oracle_score"] for r in records],
     }
-    table["srice"] = _mean(r["score"] for r in records)
-    for name in names:
-        table[name] = _mean(_pathway_score(r, name) for r in records)
-    table["oracle"] = _mean(r["oracle_score"] for r in records)
+    table = {"n": len(records)} | {name: _mean(values) for name, values in columns.items()}
+    table["n_by_column"] = {name: sum(v is not None for v in values) for name, values in columns.items()}
     return table
 
 
@@ -115,10 +163,21 @@ def markdown(summary: dict) -> str:
     for key in ("by_kind", "by_target_size"):
         rows += [(f"{key.removeprefix('by_')}={name}", table) for name, table in summary.get(key, {}).items()]
     columns = ["n", "direct", "srice"]
-    columns += sorted({c for _, t in rows for c in t} - {"n", "direct", "srice", "oracle"}) + ["oracle"]
-    lines = ["| slice | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    columns += sorted({c for _, t in rows for c in t} - {"n", "direct", "srice", "oracle", "n_by_column"})
+    columns += ["oracle"]
+    lines = [
+        "Accuracy per slice and pathway; (k): the column is averaged over k questions, fewer than the "
+        "slice's n (the pathway did not run, or found too few regions, on the others).",
+        "",
+        "| slice | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
     for name, table in rows:
-        cells = [_cell(table.get(c)) for c in columns]
+        counts = table.get("n_by_column", {})
+        cells = [_cell(table.get("n"))] + [
+            _cell(table.get(c)) + (f" ({counts[c]})" if counts.get(c, table["n"]) != table["n"] else "")
+            for c in columns[1:]
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     for key in (
@@ -142,7 +201,28 @@ def markdown(summary: dict) -> str:
         lines.append(
             "- US AUROC (wrong vs right answers): " + ", ".join(f"{k} {_cell(v)}" for k, v in aurocs.items())
         )
+    lines += failure_lines(summary.get("failures"))
     return "\n".join(lines) + "\n"
+
+
+def failure_lines(failures: dict | None) -> list[str]:
+    """The failures section of summary.md: every tool and record failure, with reasons."""
+    if not failures:
+        return []
+    lines = ["", "Failures (a failed tool pathway scores 0 in the oracle and is absent from its column):"]
+    for tool, t in failures["tools"].items():
+        lines.append(
+            f"- tool {tool}: ran on {t['questions']} questions, failed on {t['failed']} "
+            f"({t['timed_out']} timed out)" + (":" if t["reasons"] else "")
+        )
+        lines += [f"  - {count} x {reason}" for reason, count in t["reasons"].items()]
+    rec = failures["records"]
+    lines.append(
+        f"- records: {rec['failed']} of {rec['n']} failed outright (no answer)"
+        + (":" if rec["failed"] else "")
+    )
+    lines += [f"  - {count} x {reason}" for reason, count in rec["reasons"].items()]
+    return lines
 
 
 def _cell(value) -> str:

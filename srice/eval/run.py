@@ -68,7 +68,10 @@ def run(
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
+    on_batch: Callable[[list[dict]], None] | None = None,
 ) -> EvalRun:
+    """Answer every item that has no record yet, a batch at a time, appending its records.
+    ``on_batch`` gets each batch's records once they are on disk (the CLI warns about failures)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / records_name(shard)
@@ -83,11 +86,13 @@ def run(
             t0 = time.perf_counter()
             answers = agent.answer_batch([Item(i.image, i.question, i.options, i.id) for i in batch])
             seconds = (time.perf_counter() - t0) / len(batch)
-            for item, answer in zip(batch, answers):
-                f.write(json.dumps(make_record(item, answer, seconds)) + "\n")
+            records = [make_record(item, answer, seconds) for item, answer in zip(batch, answers)]
+            f.write("".join(json.dumps(r) + "\n" for r in records))
             f.flush()
             os.fsync(f.fileno())
             written += len(batch)
+            if on_batch:
+                on_batch(records)
             if progress:
                 progress(len(batch))
     return EvalRun(path, len(done), written, time.perf_counter() - began)
@@ -124,6 +129,7 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
             "covered": None if u is None or not labelled else set_covers(u.prediction_set, item),
             "seconds": round(p.tool_seconds + p.model_seconds, 4),
             "error": p.error,
+            "error_kind": p.error_kind,
             # what a tool pathway showed: its calibrated regions' count and best score, and the window
             "regions": None if p.calibrated is None else len(p.calibrated["scores"]),
             "region_score": max(p.calibrated["scores"], default=None) if p.calibrated else None,
