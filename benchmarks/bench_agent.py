@@ -26,7 +26,7 @@ class Timed:
 
     def __init__(self, inner):
         self.inner, self.name, self.seconds = inner, inner.name, 0.0
-        self.separate_views = inner.separate_views
+        self.separate_views, self.reads_text = inner.separate_views, inner.reads_text
 
     def _time(self, fn, *args):
         began = time.perf_counter()

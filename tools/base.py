@@ -21,10 +21,12 @@ from srice.tools.regions import Regions
 @runtime_checkable
 class Tool(Protocol):
     """What the agent needs from a vision tool. ``separate_views``: the agent shows each region on
-    its own rather than their union (a zoom grid's union is the whole image)."""
+    its own rather than their union (a zoom grid's union is the whole image). ``reads_text``: the
+    labels are text the tool read (OCR), which the agent puts in the pathway's prompt."""
 
     name: str
     separate_views: bool
+    reads_text: bool  # its region labels are text read in the image (OCR): the model is given them
 
     def __call__(self, image: Image.Image, targets: Sequence[str]) -> Regions: ...
 
@@ -38,6 +40,7 @@ class BaseTool:
 
     name: str = ""
     separate_views: bool = False
+    reads_text: bool = False
 
     def __call__(self, image: Image.Image, targets: Sequence[str] = ()) -> Regions:
         return self.batch([image], [targets])[0]

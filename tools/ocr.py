@@ -32,6 +32,7 @@ class OcrTool(BaseTool):
     """RapidOCR text lines as regions; see the module docstring for the target rule."""
 
     name = "ocr"
+    reads_text = True  # the agent gives the model the strings of the regions it shows
 
     def __init__(
         self, *, det_limit_side_len: int = 960, text_score: float = 0.5, use_cls: bool = True

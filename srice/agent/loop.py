@@ -205,7 +205,7 @@ class Agent:
         a, cfg = w.answer, self.config
         request = pathway_request(
             w.image, w.views[p.name], a.question, a.options, kind=cfg.view,
-            max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs,
+            max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs, texts=p.tool_text,
         )  # fmt: skip
         p.prompt = prompt_text(request)
         return request
@@ -293,6 +293,8 @@ class Agent:
         ]
         for trace, shown in views:
             trace.calibrated = shown.to_json()
+            if tool.reads_text:
+                trace.tool_text = tuple(t for t in shown.labels if t.strip())
             try:
                 if self.config.view == "crop":
                     crop = crop_regions(

@@ -22,6 +22,7 @@ REGION_INSTRUCTION = (
 )
 CROP_INTRO = "\nA zoomed view of the regions relevant to the question:"
 BOXES_INTRO = "\nThe same image with the regions relevant to the question marked:"
+TEXT_INTRO = "\nText read in this view:"
 
 
 def question_text(question: str, options: Sequence[str] | None = None) -> str:
@@ -68,10 +69,13 @@ def pathway_request(
     kind: str = "crop",
     max_tokens: int = 16,
     top_logprobs: int = 5,
+    texts: Sequence[str] = (),
 ) -> Request:
-    """SRICE step 3: the full image and question, then the tool's view (a zoomed crop or marked boxes)."""
+    """SRICE step 3: the full image and question, then the tool's view (a zoomed crop or marked
+    boxes) and, from a tool that reads text (OCR), the text it read there, quoted."""
     intro = CROP_INTRO if kind == "crop" else BOXES_INTRO
-    content = (image, question_text(question, options), intro, view, answer_instruction(options))
+    read = (TEXT_INTRO + " " + "; ".join(f'"{t}"' for t in texts),) if texts else ()
+    content = (image, question_text(question, options), intro, view, *read, answer_instruction(options))
     return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=top_logprobs)
 
 

@@ -19,6 +19,7 @@ class PathwayTrace:
     regions: dict | None = None  # Regions.to_json() of the raw tool output
     calibrated: dict | None = None  # ... after the tool's calibrator
     view_box: tuple[int, int, int, int] | None = None  # the zoomed window, original pixels
+    tool_text: tuple[str, ...] = ()  # text the tool read in the shown regions (OCR), given to the model
     prompt: str = ""
     answer: str = ""  # for multiple choice always one of the option letters
     reply: str = ""  # the model's text, as it came

@@ -95,6 +95,8 @@ def cmd_ask(args) -> int:
         status = f"failed: {p.error}" if p.error else f"{p.answer!r}{said} {us} {found}"
         mark = "*" if p.name == answer.pathway else " "
         print(f"{mark} {p.name:<10} {status} ({p.tool_seconds + p.model_seconds:.2f} s)")
+        if p.tool_text:
+            print(f"  {'':<10} text read: {'; '.join(repr(t) for t in p.tool_text)}")
     return 0
 
 

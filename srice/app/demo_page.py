@@ -105,7 +105,17 @@ def gallery_items(views: Sequence[PathwayView], chosen: str) -> list[tuple[Image
     return items
 
 
-TABLE_HEADERS = ["", "pathway", "answer", "US (tie-break)", "prediction set", "regions", "seconds", "error"]
+TABLE_HEADERS = [
+    "",
+    "pathway",
+    "answer",
+    "US (tie-break)",
+    "prediction set",
+    "regions",
+    "text read",
+    "seconds",
+    "error",
+]
 
 
 def pathway_answer(p: PathwayTrace, options) -> str:
@@ -130,6 +140,7 @@ def pathway_rows(answer: Answer) -> list[list]:
             "" if u is None else us_text(p),
             set_text(p),
             f"{raw} -> {calibrated}" if raw else "",
+            "; ".join(p.tool_text),
             round(p.tool_seconds + p.model_seconds, 3),
             p.error or "",
         ])  # fmt: skip

@@ -35,6 +35,7 @@ class Counting:
 class Broken:
     name = "broken"
     separate_views = False
+    reads_text = False
 
     def __call__(self, image, targets):
         raise ToolError("the broken tool always fails")
@@ -46,6 +47,7 @@ class Broken:
 class Slow:
     name = "slow"
     separate_views = False
+    reads_text = False
 
     def __call__(self, image, targets):
         time.sleep(30)
@@ -59,6 +61,7 @@ class Corner:
 
     name = "corner"
     separate_views = False
+    reads_text = False
 
     def __call__(self, image, targets):
         w, h = image.size
@@ -220,6 +223,7 @@ class Three:
 
     name = "three"
     separate_views = False
+    reads_text = False
     boxes = [[0, 0, 40, 40], [200, 100, 240, 140], [100, 180, 120, 200]]
 
     def __call__(self, image, targets):

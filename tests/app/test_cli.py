@@ -75,6 +75,23 @@ def test_ask_agent_trace_against_running_server(picture, vllm_server, hf_backend
     assert trace["direct"]["reply"] == hf_backend.generate([request])[0].text.strip()
 
 
+def test_text_read_by_ocr_reaches_the_model_and_the_output(vllm_server, tmp_path):
+    from PIL import Image, ImageDraw, ImageFont
+
+    sign = Image.new("RGB", (480, 240), "white")
+    ImageDraw.Draw(sign).text((60, 70), "HELLO", fill="black", font=ImageFont.load_default(size=80))
+    sign.save(tmp_path / "hello.png")
+    ask = ["ask", "--image", str(tmp_path / "hello.png"), "--question", "What is written on the sign?",
+           "--tools", "ocr", "--variant", "tiny", "--server", vllm_server.url]  # fmt: skip
+    r = srice(*ask, "--json")
+    assert r.returncode == 0, r.stderr
+    ocr = next(p for p in json.loads(r.stdout)["trace"] if p["name"] == "ocr")
+    assert ocr["tool_text"] == ["HELLO"]
+    assert 'Text read in this view: "HELLO"' in ocr["prompt"]  # the model's prompt holds it
+    r = srice(*ask)
+    assert r.returncode == 0 and "text read: 'HELLO'" in r.stdout, r.stdout
+
+
 def test_ask_starts_and_stops_its_own_server(picture):
     r = srice("ask", "--image", str(picture), "--question", "What colour is the circle?")
     assert r.returncode == 0, r.stderr

@@ -21,6 +21,7 @@ class Delayed:
     """The real zoom tool, ``seconds`` slower per image."""
 
     separate_views = True
+    reads_text = False
 
     def __init__(self, seconds: float, name: str = "zoom"):
         self.inner, self.seconds, self.name = get_tool("zoom"), seconds, name

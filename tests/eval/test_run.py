@@ -226,9 +226,10 @@ def test_us_auroc_and_paired_intervals_by_hand():
 
 def test_each_column_says_its_n_where_it_differs():
     def record(pathways):
+        paths = {k: {"score": v, "covered": True, "set_size": 1} for k, v in pathways.items()}
         return {"kind": "", "score": 1.0, "pathway": "direct", "uncertainty": 1.0, "mllm_calls": 2,
                 "seconds": 0.1, "error": None, "meta": {}, "oracle_score": 1.0,
-                "pathways": {k: {"score": v, "covered": True, "set_size": 1} for k, v in pathways.items()}}  # fmt: skip
+                "pathways": paths}  # fmt: skip
 
     s = summarize([record({"direct": 1.0, "yolo[0]": 1.0}), record({"direct": 0.0}), record({"direct": 1.0})])
     assert s["overall"]["n_by_column"]["yolo[0]"] == 1
