@@ -165,7 +165,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from srice.compress import CompressConfig, compress
-    from srice.compress.api import register, resolve_model
+    from srice.compress.api import resolve_model
+    from srice.compress.register import register
     from srice.errors import SriceError
     from srice.eval.data import load_items
     from srice.serving.variants import Variant, get_variant

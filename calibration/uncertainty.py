@@ -51,6 +51,10 @@ class UncertaintyCalibration:
     n_exit: int
     data_hash: str
     skipped: int = 0
+    # what early exit does on the exit half: the share of questions that exit (each skips the region
+    # proposal and every tool pathway) and the share that exit with a wrong answer (bound: alpha)
+    exit_share: float | None = None
+    exit_wrong: float | None = None
     format_version: int = FORMAT_VERSION
     method: str = METHOD
 
@@ -193,11 +197,14 @@ def calibrate_uncertainty(
     score = SetSizeScore(alpha=alpha, qhat_choice=qhat["choice"], qhat_open=qhat["open"])
     scores = np.array([score(completions[i], questions[i].options).score for i in second])
     loss = np.array([1.0 - metrics.score(questions[i], completions[i].text) for i in second])
+    threshold = early_exit_threshold(scores, loss, alpha) if len(second) else None
     return UncertaintyCalibration(
         alpha=alpha,
         qhat_choice=qhat["choice"],
         qhat_open=qhat["open"],
-        early_exit=early_exit_threshold(scores, loss, alpha) if len(second) else None,
+        early_exit=threshold,
+        exit_share=None if threshold is None else float(np.mean(scores <= threshold)),
+        exit_wrong=None if threshold is None else float(np.mean(np.where(scores <= threshold, loss, 0.0))),
         n_choice=int(sum(choice[i] for i in first)),
         n_open=int(sum(~choice[i] for i in first)),
         n_exit=len(second),

@@ -122,29 +122,66 @@ def build_agent(
     calib: str | Path | None = None,
     early_exit: bool = False,
     config: AgentConfig = AgentConfig(),
+    log: Callable[[str], None] | None = None,
 ) -> Agent:
     """The SRICE agent over ``backend``: ``tools`` by name (embedded models unless ``tool_weights``
     names a file), their calibrators and the uncertainty calibration from ``calib`` (default: the
-    variant's own calibration folder, e.g. the toy model's), early exit only when asked for."""
+    variant's own calibration folder, e.g. the toy model's), early exit only when asked for.
+
+    What is missing is said through ``log`` (default: stderr) every time an agent is built: no
+    uncertainty calibration (the US falls back to its uncalibrated rule), a q-hat missing for one
+    kind of question, a detector without its calibrator. Early exit without a threshold is an error.
+    """
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     variant = _variant(variant)
     names = list(tools)
     built = build_tools(names, tool_weights)
     folder = calib if calib is not None else variant.calibration_dir()
     calibrators = load_calibrators(folder, names)
-    score, threshold = None, None
+    where = f"in {folder}" if folder else f"(variant {variant.name!r} names no calibration folder)"
+    score = None
     if folder and (Path(folder) / "uncertainty.json").exists():
         from srice.calibration.uncertainty import UncertaintyCalibration
 
         calibration = UncertaintyCalibration.load(Path(folder) / "uncertainty.json")
         score = calibration.score()
-        threshold = calibration.early_exit if early_exit else None
-    elif early_exit:
-        raise SriceError(
-            "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
-        )
-    if threshold is not None:
-        config = replace(config, early_exit=threshold)
+        kinds = [
+            k
+            for k, q in (("multiple-choice", calibration.qhat_choice), ("open", calibration.qhat_open))
+            if q is None
+        ]
+        if kinds:
+            say(f"warning: the uncertainty calibration {where} has no q-hat for {' or '.join(kinds)} "
+                "questions: their US is uncalibrated")  # fmt: skip
+        if early_exit:
+            config = replace(config, early_exit=_exit_threshold(calibration, folder))
+    else:
+        if early_exit:
+            raise SriceError(
+                "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
+            )
+        say(f"warning: no uncertainty calibration {where}: the US is uncalibrated (the fewest top answers "
+            f"holding 1 - alpha of the mass); fit one with srice calibrate --uncertainty --variant "
+            f"{variant.name} --data QUESTIONS -o DIR/uncertainty.json and pass --calib DIR")  # fmt: skip
+    for name in names:
+        if name in CALIBRATED_TOOLS and name not in calibrators:
+            say(f"warning: no calibrator for tool {name} {where}: its regions are shown uncalibrated "
+                f"(srice calibrate --tool {name})")  # fmt: skip
     return Agent(backend, built, calibrators, config, uncertainty=score)
+
+
+CALIBRATED_TOOLS = ("yolo", "owl", "sam", "ocr")  # tools whose regions have a conformal calibrator
+
+
+def _exit_threshold(calibration, folder) -> float:
+    """The early-exit threshold, or an error saying why there is none."""
+    if calibration.early_exit is None:
+        raise SriceError(
+            f"--early-exit: the uncertainty calibration in {folder} has no early-exit threshold: on its "
+            f"{calibration.n_exit} questions no US threshold kept wrong early exits at or under "
+            f"alpha={calibration.alpha:g}; recalibrate on more questions or with a larger --alpha"
+        )
+    return calibration.early_exit
 
 
 def embedded_options(name: str) -> dict:

@@ -342,8 +342,7 @@ def cmd_train_toy(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from srice.compress import CompressConfig, compress
-    from srice.compress.api import register
+    from srice.compress import CompressConfig, compress, register
 
     config = CompressConfig(
         args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n, nm=args.nm, owl=args.owl,
@@ -353,6 +352,11 @@ def cmd_compress(args) -> int:
     if args.register:
         from srice.serving.variants import load_variants
 
+        if not args.calib:
+            raise SriceError(
+                f"--register {args.register} fits the new variant's uncertainty calibration on labelled "
+                "questions: give them with --calib (srice synth makes some)"
+            )
         load_variants()  # a broken registry fails here, before minutes of compression
         if args.method == "w4a16":  # and so does a CPU whose vLLM build cannot serve the result
             from srice.serving.launcher import require_w4a16
@@ -365,7 +369,8 @@ def cmd_compress(args) -> int:
     manifest = result.manifest
     registry = None
     if args.register:
-        _, registry = register(result, args.register)
+        say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+        _, registry = register(result, args.register, calib=args.calib, log=say)
     if args.json:
         report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
         print(json.dumps(report | manifest, indent=2))
@@ -400,7 +405,15 @@ def _calibrate_uncertainty(args) -> int:
     report = asdict(result) | {"output": str(args.output)}
     if args.json:
         print(json.dumps(report, indent=2))
+        return 0
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    r = result
+    if r.early_exit is None:
+        print(f"early exit: none at alpha={r.alpha:g}: on {r.n_exit} questions no US threshold kept wrong "
+              "early exits at or under alpha (--early-exit with this calibration is an error)")  # fmt: skip
     else:
-        for key, value in report.items():
-            print(f"{key}: {value}")
+        print(f"early exit at US <= {r.early_exit:g}: {r.exit_share:.0%} of the questions exit (each skips "
+              f"the region proposal and every tool pathway), {r.exit_wrong:.0%} with a wrong answer "
+              f"(bound {r.alpha:g})")  # fmt: skip
     return 0

@@ -313,34 +313,3 @@ def _owl_allocation(net, batches, blocks, plan: CompressConfig, info: dict) -> l
         "rule": "clamped to S +- lambda" if plan.owl_clamp else "reference (luuyin/OWL)",
     }
     return allocation
-
-
-def register(result: CompressResult, name: str, *, registry: Path | None = None):
-    """Register the compressed checkpoint as variant ``name``, served like its base variant.
-
-    It inherits the base variant's vLLM arguments (the ``tiny`` ones when the base was a plain
-    folder); W4A16 switches a float32 dtype to bfloat16, since vLLM's CPU W4A16 kernel
-    (``cpu_gemm_wna16``) is not implemented for float32.
-    """
-    from srice.serving.launcher import require_w4a16
-    from srice.serving.variants import Variant, get_variant, register_variant
-
-    if result.manifest["method"] == "w4a16":
-        require_w4a16(f"registering the W4A16 checkpoint as variant {name!r}")
-    base_name = result.manifest.get("base_variant") or "tiny"
-    base = get_variant(base_name)
-    args = list(base.vllm_args)
-    if result.manifest["method"] == "w4a16" and "--dtype" in args:
-        i = args.index("--dtype")
-        if i + 1 < len(args) and args[i + 1] in ("float32", "float"):
-            args[i + 1] = "bfloat16"
-    sparsity = result.manifest["parameters"]["sparsity"]
-    variant = Variant(
-        name=name,
-        model=str(Path(result.out_dir).resolve()),
-        served_name=name,
-        vllm_args=tuple(args),
-        description=f"{result.manifest['method']} of {base_name} (sparsity {sparsity:g})",
-        extra={"compression": {"method": result.manifest["method"], "base_variant": base_name}},
-    )
-    return variant, register_variant(variant, registry)

@@ -93,6 +93,11 @@ def test_calibrate_uncertainty_and_ask_uses_it(vllm_server, tmp_path):
             rows.append({"image": f"q{i}.png", "question": "What colour?", "answer": "red"})
     (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     calib = tmp_path / "calib"
+    out = str(calib / "uncertainty.json")
+    r = srice("calibrate", "--uncertainty", "--data", str(tmp_path / "q.jsonl"), "--alpha", "0.2",
+              "--variant", "tiny", "--server", vllm_server.url, "-o", out)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "early exit" in r.stdout.splitlines()[-1]  # what early exit would do, or why there is none
     r = srice("calibrate", "--uncertainty", "--data", str(tmp_path / "q.jsonl"), "--alpha", "0.2",
               "--variant", "tiny", "--server", vllm_server.url, "-o", str(calib / "uncertainty.json"),
               "--json")  # fmt: skip
@@ -116,3 +121,12 @@ def test_corrupt_uncertainty_file_is_a_clear_error(tmp_path):
     r = srice("ask", "--image", str(example), "--question", "q", "--calib", str(tmp_path), "--backend",
               "transformers")  # fmt: skip
     assert r.returncode == 1 and "format version 99" in r.stderr
+
+
+def test_early_exit_without_a_threshold_is_an_error_that_says_why():
+    """The toy's own calibration has no early-exit threshold (none met alpha on its questions)."""
+    example = Path(__file__).resolve().parents[2] / "demos" / "examples" / "tiny_triangle.png"
+    r = srice("ask", "--image", str(example), "--question", "What colour is the triangle?", "--early-exit",
+              "--backend", "transformers")  # fmt: skip
+    assert r.returncode == 1 and r.stderr.count("srice: error: ") == 1, r.stderr
+    assert "has no early-exit threshold" in r.stderr and "alpha=0.1" in r.stderr

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from conftest import run_srice, scene
 from srice.agent.prompts import direct_request
 from srice.compress import CompressConfig, compress, masks, owl
-from srice.compress.api import register
+from srice.compress.register import register
 from srice.errors import ServingError
 from srice.serving.hf import TransformersBackend
 from srice.toy.tiny import TinySpec, tiny_model_path
@@ -34,7 +34,7 @@ def calib(tmp_path_factory) -> str:
     from srice.synth import SynthKnobs, generate
 
     out = tmp_path_factory.mktemp("calib")
-    generate(out, seed=3, n=8, knobs=SynthKnobs(min_side=336, max_side=448))
+    generate(out, seed=3, n=40, knobs=SynthKnobs(min_side=336, max_side=448))  # enough to fit US q-hats
     return str(out / "questions.jsonl")
 
 
@@ -290,7 +290,7 @@ def test_cli_compress_register_serve_ask_eval_through_vllm(tiny4, calib, tmp_pat
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["variant"] == "t-dw"
         r = run_srice("eval", "--variant", "t-dw", "--server", url, "--data", calib, "--pathways", "",
-                      "--out", str(tmp_path / "eval"))  # fmt: skip
+                      "--out", str(tmp_path / "eval"), "--limit", "8")  # fmt: skip
         assert r.returncode == 0, r.stderr
         summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
         assert summary["n"] == 8 and summary["errors"] == 0
@@ -381,3 +381,37 @@ def test_avx2_cpu_refuses_w4a16_in_one_line_and_serves_fp8(avx2_only, tiny4, cal
         request = direct_request(scene(seed=5), "What colour is the square?", max_tokens=4)
         [c] = OpenAIBackend(served.url, fp8.served_name, timeout=60).generate([request])
     assert len(c.tokens) == 4
+
+
+def test_a_registered_variant_keeps_its_calibration(calib, tmp_path, monkeypatch):
+    """compress --register fits the new model's US calibration and carries the tool calibrators
+    over; using it then says nothing is missing. A variant without one says so on every use."""
+    monkeypatch.setenv("SRICE_VARIANTS", str(tmp_path / "variants.json"))
+    picture = str(ROOT / "demos" / "examples" / "tiny_triangle.png")
+    r = run_srice("compress", "--model", "toy", "--method", "magnitude", "--sparsity", "0.3",
+                  "-o", str(tmp_path / "m"), "--register", "toy-mag")  # fmt: skip
+    assert r.returncode == 1 and "give them with --calib" in r.stderr and not (tmp_path / "m").exists()
+    r = run_srice("compress", "--model", "toy", "--method", "magnitude", "--sparsity", "0.3", "--calib",
+                  calib, "-o", str(tmp_path / "m"), "--register", "toy-mag")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "m" / "calib"
+    assert (folder / "yolo.json").read_bytes() == (ROOT / "srice/assets/toy/calib/yolo.json").read_bytes()
+    us = json.loads((folder / "uncertainty.json").read_text())
+    assert us["qhat_open"] is not None and us["n_open"] + us["n_choice"] + us["n_exit"] == 40
+    entry = json.loads((tmp_path / "variants.json").read_text())["toy-mag"]
+    assert entry["calib"] == str(folder)
+    ask = ["ask", "--image", picture, "--question", "What colour is the triangle?", "--backend",
+           "transformers", "--tools", "yolo", "--json"]  # fmt: skip
+    r = run_srice(*ask, "--variant", "toy-mag")
+    assert r.returncode == 0, r.stderr
+    assert "no uncertainty calibration" not in r.stderr and "no calibrator" not in r.stderr, r.stderr
+    # 40 questions hold too few multiple-choice ones for their q-hat: that, and only that, is said
+    assert us["qhat_choice"] is None and r.stderr.count("warning") == 1
+    assert "no q-hat for multiple-choice questions" in r.stderr
+    direct = json.loads(r.stdout)["trace"][0]["uncertainty"]["method"]
+    assert direct == "set_size/open"  # calibrated, not the fallback
+    r = run_srice(*ask, "--variant", "tiny")
+    assert r.returncode == 0, r.stderr
+    assert "warning: no uncertainty calibration (variant 'tiny' names no calibration folder)" in r.stderr
+    assert "warning: no calibrator for tool yolo" in r.stderr
+    assert json.loads(r.stdout)["trace"][0]["uncertainty"]["method"] == "set_size/open/uncalibrated"
