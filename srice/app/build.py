@@ -15,6 +15,7 @@ builds of ``srice.tools.tiny``. Calibrators are found by tool name in a calibrat
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -203,12 +204,34 @@ def embedded_options(name: str) -> dict:
     return {}
 
 
+_ULTRALYTICS_NAME = re.compile(r"^yolo[\w.-]*\.(pt|yaml|yml)$")  # an asset ultralytics knows by name
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # org/name: a hub model, fetched only because it is named
+
+
+def check_tool_weights(weights: Mapping[str, str]) -> None:
+    """An ``InputError`` for a weights file that is not there, before anything is loaded or started.
+    A bare ultralytics model name (``yolo11n.pt``) and a hub id for OWL (``org/name``) are names,
+    not files: the tool fetches those only because the user named them."""
+    for tool, value in weights.items():
+        path = Path(str(value)).expanduser()
+        if path.exists():
+            if tool != "owl" and not path.is_file():
+                raise InputError(f"--tool-weights {tool}: not a file: {path}")
+            continue
+        named = (tool == "yolo" and _ULTRALYTICS_NAME.match(str(value))) or (
+            tool == "owl" and _HUB_ID.match(str(value))
+        )
+        if not named:
+            raise InputError(f"--tool-weights {tool}: file not found: {path}")
+
+
 def build_tools(names: Sequence[str], weights: Mapping[str, str] | None = None) -> list:
     """Tools by name; ``weights`` maps a name to its model file, else the embedded model is used."""
     weights = dict(weights or {})
     unknown = sorted(set(names) - set(TOOLS)) + sorted(set(weights) - set(names))
     if unknown:
         raise InputError(f"unknown or unused tool(s) {unknown}; valid tools: {', '.join(sorted(TOOLS))}")
+    check_tool_weights(weights)
     tools = []
     for name in names:
         options = embedded_options(name)

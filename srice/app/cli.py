@@ -7,8 +7,23 @@ import argparse
 import os
 import sys
 
+from srice import __version__
 from srice.app import commands
 from srice.errors import SriceError
+
+# Choices the parser offers, named here so that `srice --help` imports nothing heavy; a test keeps
+# them equal to the libraries' own lists (srice.calibration.tool_fit and srice.compress.api METHODS).
+CALIBRATION_METHODS = ("threshold", "precision", "margins", "mask", "sequential")
+COMPRESS_METHODS = (
+    "magnitude",
+    "wanda",
+    "sparsegpt",
+    "llmc-wanda",
+    "llmc-sparsegpt",
+    "depth",
+    "w4a16",
+    "fp8",
+)
 
 
 def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
@@ -70,6 +85,7 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="srice", description="Reliable tool-using multimodal inference.")
+    parser.add_argument("--version", action="version", version=f"srice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run vllm serve for a model variant until interrupted")
@@ -126,17 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=16)
     p.set_defaults(func=commands.cmd_eval)
 
-    from srice.toy.train_mllm import TrainConfig
-    from srice.toy.train_yolo import YoloConfig
-
     p = sub.add_parser(
         "train-toy",
         help="train and calibrate the embedded toy MLLM and shape detector on the synthetic world (CPU)",
     )
     p.add_argument("--out", help="bundle folder (default: the packaged one, srice/assets/toy)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=TrainConfig.steps, help="MLLM training steps")
-    p.add_argument("--yolo-epochs", type=int, default=YoloConfig.epochs, help="detector training epochs")
+    p.add_argument("--steps", type=int, help="MLLM training steps (default: the recipe's, TrainConfig.steps)")
+    p.add_argument(
+        "--yolo-epochs", type=int, help="detector training epochs (default: the recipe's, YoloConfig.epochs)"
+    )
     p.add_argument("--resume", help="staging folder of a run that stopped: keep the stages it finished")
     p.add_argument("--json", action="store_true", help="print the manifest")
     p.set_defaults(func=commands.cmd_train_toy)
@@ -155,8 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-format", choices=("rle", "polygon"), help="COCO mask encoding (default rle)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_synth)
-
-    from srice.calibration.tool_fit import METHODS
 
     p = sub.add_parser(
         "calibrate",
@@ -185,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
     p.add_argument(
         "--method",
-        choices=METHODS,
+        choices=CALIBRATION_METHODS,
         default="sequential",
         help="threshold (recall, CRC), precision (LTT), margins, mask, or sequential "
         "(threshold then margins; default)",
@@ -205,13 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.set_defaults(func=commands.cmd_calibrate)
 
-    from srice.compress.api import METHODS as COMPRESS_METHODS
-
     p = sub.add_parser(
         "compress", help="prune or quantize a model variant into a new checkpoint and register it"
     )
     p.add_argument("--model", required=True, help="model folder or registered variant name")
-    p.add_argument("--method", required=True, choices=tuple(COMPRESS_METHODS), help="compression method")
+    p.add_argument("--method", required=True, choices=COMPRESS_METHODS, help="compression method")
     p.add_argument(
         "--sparsity",
         type=float,

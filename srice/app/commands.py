@@ -67,6 +67,7 @@ def _comma_list(text: str | None) -> list[str]:
 
 
 def cmd_ask(args) -> int:
+    _check_inputs(args)
     from srice.agent import Item
     from srice.agent.answers import check_options
     from srice.app.build import open_backend
@@ -106,6 +107,7 @@ def cmd_demo(args) -> int:
     from srice.serving.variants import get_variant, load_variants
 
     get_variant(args.variant)  # an unknown variant fails before anything starts (or gradio loads)
+    _check_inputs(args)
     from srice.app.build import open_backend
     from srice.app.demo import DemoSettings, build_app, cached, launch
     from srice.tools import TOOLS
@@ -132,6 +134,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _check_inputs(args) -> None:
+    """Files and folders named on the command line exist, before any work starts (a server, a model
+    load): a typo costs a second, not minutes."""
+    from srice.app.build import check_tool_weights
+
+    for attribute, what in (("calib", "calibration folder"), ("images", "images folder")):
+        value = getattr(args, attribute, None)
+        if value and not Path(value).expanduser().is_dir():
+            raise SriceError(f"{what} not found: {value}")
+    weights = _tool_options(getattr(args, "tool_weights", []) or [])
+    if getattr(args, "weights", None):
+        weights[args.tool or "tool"] = args.weights
+    check_tool_weights(weights)
+
+
 def _tool_options(pairs: list[str]) -> dict:
     options = {}
     for pair in pairs:
@@ -146,12 +163,12 @@ def _tool_options(pairs: list[str]) -> dict:
 
 
 def cmd_calibrate(args) -> int:
+    _check_inputs(args)
     if args.uncertainty:
         return _calibrate_uncertainty(args)
     if not args.tool or not args.images:
         raise SriceError("calibrating a tool needs --tool and --images (or --uncertainty for the US)")
-    from tqdm import tqdm
-
+    from srice.app.progress import Progress
     from srice.calibration.coco import load_coco
     from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
     from srice.tools import get_tool
@@ -166,9 +183,7 @@ def cmd_calibrate(args) -> int:
     if args.weights:
         options["checkpoint" if args.tool == "sam" else "weights"] = args.weights
     tool = get_tool(args.tool, **options)
-    with tqdm(
-        total=len(records), desc=f"running {args.tool}", unit="img", file=sys.stderr, disable=None
-    ) as bar:
+    with Progress(len(records), desc=f"running {args.tool}", unit="img") as bar:
         examples, failed = run_tool(
             tool, records, targets=args.targets, batch_size=args.batch_size, progress=bar.update
         )
@@ -227,6 +242,7 @@ def cmd_eval(args) -> int:
     from srice.eval import run as evaluate
     from srice.eval.data import load_items, shard
 
+    _check_inputs(args)
     for name in ("max_tool_failures", "max_failed_items"):
         if not 0 <= getattr(args, name) <= 1:
             raise SriceError(f"--{name.replace('_', '-')} is a share in [0, 1], got {getattr(args, name)}")
@@ -293,13 +309,12 @@ def _over_limits(failures: dict, max_tool: float, max_items: float) -> list[str]
 
 
 def cmd_synth(args) -> int:
-    from tqdm import tqdm
-
+    from srice.app.progress import Progress
     from srice.synth import SynthKnobs, generate
 
     knobs = {k: v for k in ("tiny_fraction", "kinds", "mc_fraction", "min_side", "max_side", "mask_format")
              if (v := getattr(args, k)) is not None}  # fmt: skip
-    with tqdm(total=args.n, desc="synth", unit="q", file=sys.stderr, disable=None) as bar:
+    with Progress(args.n, desc="synth", unit="q") as bar:
         summary = generate(args.out, seed=args.seed, n=args.n, knobs=SynthKnobs(**knobs), progress=bar.update)
     if args.json:
         print(json.dumps(asdict(summary), indent=2, default=str))
@@ -320,14 +335,16 @@ def cmd_train_toy(args) -> int:
     from srice.toy.train_mllm import TrainConfig
     from srice.toy.train_yolo import YoloConfig
 
-    if args.steps < 1 or args.yolo_epochs < 1:
+    steps = TrainConfig.steps if args.steps is None else args.steps
+    epochs = YoloConfig.epochs if args.yolo_epochs is None else args.yolo_epochs
+    if steps < 1 or epochs < 1:
         raise SriceError("--steps and --yolo-epochs must be at least 1")
     out = Path(args.out) if args.out else TOY_DIR
     manifest = train_bundle(
         out,
         seed=args.seed,
-        mllm=TrainConfig(steps=args.steps),
-        yolo=YoloConfig(epochs=args.yolo_epochs),
+        mllm=TrainConfig(steps=steps),
+        yolo=YoloConfig(epochs=epochs),
         resume=args.resume,
         log=lambda text: print(text, file=sys.stderr, flush=True),
     )
@@ -349,6 +366,8 @@ def cmd_compress(args) -> int:
         owl_m=args.owl_m, owl_lambda=args.owl_lambda, owl_clamp=args.owl_clamp,
         include_vision=args.include_vision,
     )  # fmt: skip
+    if args.calib and not Path(args.calib.removeprefix("hf:")).exists():
+        raise SriceError(f"calibration data not found: {args.calib}")
     if args.register:
         from srice.serving.variants import load_variants
 
@@ -386,18 +405,15 @@ def cmd_compress(args) -> int:
 
 
 def _calibrate_uncertainty(args) -> int:
-    from tqdm import tqdm
-
     from srice.app.build import open_backend
+    from srice.app.progress import Progress
     from srice.calibration.uncertainty import calibrate_uncertainty
     from srice.eval.data import load_items
 
     questions = load_items(args.data)
     with ExitStack() as stack:
         backend, _ = open_backend(args.variant, _serving(args), stack)
-        with tqdm(
-            total=len(questions), desc="direct answers", unit="q", file=sys.stderr, disable=None
-        ) as bar:
+        with Progress(len(questions), desc="direct answers", unit="q") as bar:
             result = calibrate_uncertainty(
                 backend, questions, alpha=args.alpha, seed=args.seed, progress=bar.update
             )

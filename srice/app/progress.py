@@ -21,8 +21,9 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """``update(k)`` as work is done; ``close()`` at the end (also as a context manager). Lines go out
-    at most every ``interval`` seconds, and at least each ``every`` items (default: a twentieth)."""
+    """``update(k)`` as work is done; ``close()`` at the end (also as a context manager). Without a
+    terminal a line goes out once ``every`` items (default: a twentieth of the total) are done since
+    the last one, or ``interval`` seconds have passed, and at the end."""
 
     def __init__(
         self,
@@ -52,11 +53,8 @@ class Progress:
             self.bar.update(k)
             return
         now = time.monotonic()
-        if (
-            self.done >= self.total
-            or (self.done - self.last_done >= self.every and now - self.last_time >= min(self.interval, 5.0))
-            or now - self.last_time >= self.interval
-        ):
+        due = self.done - self.last_done >= self.every or now - self.last_time >= self.interval
+        if due or self.done >= self.total:
             self.last_time, self.last_done = now, self.done
             print(self.line(now), file=self.stream, flush=True)
 

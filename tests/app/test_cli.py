@@ -152,6 +152,23 @@ def test_serve_runs_until_interrupted(picture, sigint):
             ["--image", "{picture}", "--question", "q", "--options", "red,Red "],
             "at least two distinct options",
         ),
+        (
+            [
+                "--image",
+                "{picture}",
+                "--question",
+                "q",
+                "--tools",
+                "yolo",
+                "--tool-weights",
+                "yolo=missing.pt",
+            ],
+            "--tool-weights yolo: file not found: missing.pt",
+        ),
+        (
+            ["--image", "{picture}", "--question", "q", "--calib", "/nonexistent"],
+            "calibration folder not found",
+        ),
     ],
 )
 def test_user_errors_are_one_line(args, message, picture):
@@ -165,6 +182,36 @@ def test_help_for_every_command():
     for command in ([], ["ask"], ["serve"]):
         r = srice(*command, "--help")
         assert r.returncode == 0 and "usage: srice" in r.stdout
+    r = srice("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"srice {__import__('srice').__version__}"
+
+
+PROBE = """
+import sys
+from srice.app.cli import build_parser
+for argv in (["--help"], ["eval", "--help"], ["ask", "--nope"], ["compress", "--method", "x"]):
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:
+        pass
+heavy = ("numpy", "PIL", "torch", "transformers", "gradio", "httpx", "ultralytics")
+print("HEAVY:" + ",".join(sorted(m for m in heavy if m in sys.modules)))
+"""
+
+
+def test_help_and_argument_errors_import_nothing_heavy():
+    """What makes `srice --help` answer at once: the parser loads no numeric or model library."""
+    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "HEAVY:", r.stdout.strip().splitlines()[-1]
+
+
+def test_the_parser_offers_the_libraries_own_method_lists():
+    from srice.app.cli import CALIBRATION_METHODS, COMPRESS_METHODS
+    from srice.calibration.tool_fit import METHODS as calibration
+    from srice.compress.api import METHODS as compress
+
+    assert CALIBRATION_METHODS == tuple(calibration) and COMPRESS_METHODS == tuple(compress)
 
 
 def test_demo_script_answers():

@@ -123,6 +123,35 @@ def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp
     assert {rec["id"]: rec["answer"] for rec in final} == {k: v["answer"] for k, v in by_id.items()}
 
 
+def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(questions, vllm_server, tmp_path):
+    """SIGINT while the detector works on a batch: the command ends in seconds (it used to wait for
+    the detector's thread), with whole records only, and a rerun finishes the rest once each."""
+    args = ["--data", str(questions), "--pathways", "yolo", "--variant", "tiny", "--server", vllm_server.url,
+            "--batch-size", "4", "--max-failed-items", "0.2"]  # fmt: skip
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "srice", "eval", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(read_records(out / "records.jsonl")) < 4:
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the next batch's work
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=60)
+    took = time.monotonic() - sent
+    stderr = proc.stderr.read()
+    assert code == 130 and "srice: interrupted" in stderr, stderr[-2000:]
+    assert took < 15, f"{took:.1f} s from Ctrl-C to exit"
+    assert "eval: 4/24 q (17%)" in stderr  # progress lines although stderr is no terminal
+    kept = read_records(out / "records.jsonl")
+    assert 4 <= len(kept) < 24 and len(kept) % 4 == 0  # whole batches only
+    assert (out / "records.jsonl").read_bytes().endswith(b"\n")
+    r = srice("eval", *args, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    ids = [rec["id"] for rec in read_records(out / "records.jsonl")]
+    assert len(ids) == len(set(ids)) == 24
+
+
 def test_sharded_runs_cover_everything_once(questions, vllm_server, tmp_path):
     for i in range(3):
         r = srice(
