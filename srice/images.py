@@ -15,8 +15,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from srice.errors import InputError
+from srice.files import read_file
 
 MAX_PIXELS = 64_000_000  # ~8000 x 8000; far beyond what an MLLM sees, far below a bomb
+MAX_FILE_BYTES = 64 * 1024 * 1024  # an image file larger than this is not a photo or a scan
 MAX_QUESTION_CHARS = 4000
 
 
@@ -31,14 +33,7 @@ def load_image(source: str | Path | bytes | Image.Image, *, max_pixels: int = MA
         else:
             path = Path(source)
             name = str(path)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise InputError(f"image not found: {path}") from None
-            except IsADirectoryError:
-                raise InputError(f"image path is a folder: {path}") from None
-            except OSError as e:
-                raise InputError(f"cannot read image {path}: {e.strerror or e}") from None
+            data = read_file(path, "image", MAX_FILE_BYTES)
         if not data:
             raise InputError(f"image is empty (0 bytes): {name}")
         try:
@@ -87,6 +82,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_text(text: str, what: str) -> None:
+    """An ``InputError`` for text that cannot be sent as UTF-8 (an unpaired surrogate from a broken
+    decode, say): it would fail the request later, for a reason the user could not see."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start : e.end].encode("unicode_escape").decode()
+        raise InputError(
+            f"{what} is not valid text: {bad} at character {e.start} cannot be encoded"
+        ) from None
+
+
 def check_question(question: str) -> str:
     """The stripped question, or an ``InputError`` for empty or absurdly long ones."""
     if not isinstance(question, str):
@@ -94,6 +101,7 @@ def check_question(question: str) -> str:
     q = question.strip()
     if not q:
         raise InputError("question is empty")
+    check_text(q, "question")
     if len(q) > MAX_QUESTION_CHARS:
         raise InputError(f"question too long: {len(q)} characters > limit {MAX_QUESTION_CHARS}")
     return q

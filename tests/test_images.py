@@ -93,3 +93,33 @@ def test_questions():
             check_question(bad)
     with pytest.raises(InputError, match="too long"):
         check_question("why " * 2000)
+
+
+def test_only_regular_files_of_bounded_size_are_read(tmp_path):
+    """A FIFO would block the read forever, /dev/zero would fill memory: neither is a regular file.
+    A file over the byte limit is refused from its size, before it is read."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    errors = []
+
+    def read():
+        try:
+            load_image(fifo)
+        except InputError as e:
+            errors.append(str(e))
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert done.wait(5), "reading a FIFO blocked"
+    assert "not a regular file" in errors[0]
+    with pytest.raises(InputError, match="not a regular file"):
+        load_image("/dev/zero")
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(65 * 1024 * 1024)  # sparse: 65 MB on paper
+    with pytest.raises(InputError, match="image file too large: 65.0 MB > limit"):
+        load_image(big)
