@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -125,7 +126,8 @@ class VllmServer:
         if self.log_path is None:
             logs = cache_dir() / "logs"
             logs.mkdir(parents=True, exist_ok=True)
-            self.log_path = logs / f"vllm-{self.served_name}-{self.port}.log"
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.served_name).lstrip(".") or "model"
+            self.log_path = logs / f"vllm-{safe}-{self.port}.log"
         env = os.environ | QUIET_ENV | (OFFLINE_ENV if self.offline else {})
         if not _has_gpu():
             env |= CPU_ENV

@@ -38,11 +38,50 @@ def test_bad_registry_files_and_names(monkeypatch, tmp_path):
     with pytest.raises(InputError, match="unknown variant 'x'; known: .*tiny"):
         get_variant("x")
     path.write_text("{not json")
-    with pytest.raises(InputError, match="not valid JSON"):
-        load_variants()
-    path.write_text(json.dumps({"broken": {"served_name": "b"}}))
-    with pytest.raises(InputError, match="'broken'.*needs at least 'model'"):
-        load_variants()
+    assert "tiny" in load_variants()  # a broken user file leaves the packaged variants working
+    with pytest.raises(InputError, match="unknown variant 'x'.*malformed, left out: .*variants.json"):
+        get_variant("x")
+
+
+@pytest.mark.parametrize(
+    "entry, why",
+    [
+        ({"served_name": "b"}, "'model' must name a folder"),
+        ({"model": None}, "'model' must name a folder"),
+        ({"model": "builtin:tiny", "served_name": "../../etc/x"}, "'served_name' '../../etc/x' must be"),
+        ({"model": "builtin:tiny", "vllm_args": "--dtype float32"}, "'vllm_args' must be a list of strings"),
+        ({"model": "builtin:tiny", "vllm_args": ["--max-model-len", 512]}, "'vllm_args' must be a list"),
+        ("builtin:tiny", "an entry must be a JSON object"),
+    ],
+)
+def test_a_malformed_user_entry_is_named_while_the_others_work(monkeypatch, tmp_path, capsys, entry, why):
+    path = tmp_path / "variants.json"
+    monkeypatch.setenv("SRICE_VARIANTS", str(path))
+    path.write_text(json.dumps({"broken": entry, "mine": {"model": "builtin:tiny", "served_name": "mine"}}))
+    with pytest.raises(InputError, match="variant 'broken' is malformed: " + why.replace("(", r"\(")):
+        get_variant("broken")
+    assert get_variant("mine").served_name == "mine" and get_variant("tiny").model == "builtin:tiny"
+    assert "malformed variant registry entries left out: broken" in capsys.readouterr().err
+
+
+def test_a_missing_model_folder_is_not_taken_for_a_hub_id(tmp_path):
+    """Only an org/name id may reach the network; a path that does not exist is an error, and the
+    offline switches stay on for it."""
+    typo = Variant("typo", str(tmp_path / "no-such-model"), "typo")
+    assert not typo.is_hub
+    with pytest.raises(InputError, match="model folder not found"):
+        typo.model_path()
+    assert not Variant("none", "None", "none").is_hub and Variant("hub", "org/model", "hub").is_hub
+
+
+def test_the_server_log_name_stays_in_the_log_folder(tmp_path, monkeypatch):
+    from srice.serving.launcher import VllmServer
+
+    monkeypatch.setenv("SRICE_CACHE", str(tmp_path))
+    server = VllmServer(tmp_path, served_name="../../escape", executable="/bin/false", startup_timeout=5)
+    with pytest.raises(Exception):  # noqa: B017 - /bin/false exits; only the log path matters here
+        server.start()
+    assert server.log_path.parent == tmp_path / "logs"  # sanitised: "vllm-_.._escape-PORT.log"
 
 
 def test_builtin_toy_and_variant_calibration_dirs(tmp_path):
