@@ -22,7 +22,7 @@ from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
 from .conformal import check_alpha
-from .files import FORMAT_VERSION, check_header, read_file
+from .files import FORMAT_VERSION, check_header, checksum, read_file, verify_checksum
 from .matching import Example
 
 # method name -> "module:attr", imported when looked up (the project's registry convention).
@@ -202,7 +202,7 @@ class Calibrator:
     # --- files -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         self._check_fitted("save")
-        return {
+        data = {
             "format_version": FORMAT_VERSION,
             "method": self.method,
             "alpha": self.alpha,
@@ -211,6 +211,7 @@ class Calibrator:
             "params": self.params,
             "created_by": _created_by(),
         }
+        return data | {"checksum": checksum(data)}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the calibrator as JSON (atomically: a crash never leaves a truncated file)."""
@@ -254,6 +255,7 @@ class Calibrator:
                 f"Calibration file {source} has invalid params ({type(e).__name__}: {e}); recreate it "
                 f"with conformalize(...).save(path)."
             ) from None
+        verify_checksum(data, source)
         obj._n, obj._hash, obj._fitted = int(data["n"]), str(data["data_hash"]), fitted
         return obj
 

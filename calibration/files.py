@@ -13,15 +13,19 @@ so the file stays strict JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from srice.errors import CalibrationError
+from srice.errors import CalibrationError, InputError
+from srice.files import read_file as read_bytes
 
-from .conformal import check_alpha
+from .conformal import check_alpha, min_n
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 FORMAT_VERSION = 1
 
@@ -37,24 +41,33 @@ def encode_float(value: float) -> float | str:
 
 
 def decode_float(value: Any) -> float:
+    """A number from a file: a JSON number or "inf"/"-inf"; NaN (never written by srice) is refused."""
     if value in ("inf", "-inf"):
         return float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise TypeError(f"expected a number, got {value!r}")
     return float(value)
+
+
+def checksum(data: dict) -> str:
+    """sha256 of the file's own content (every field but the checksum, canonical JSON): a file edited
+    or damaged after it was written no longer matches."""
+    body = {k: v for k, v in data.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_file(path: str | os.PathLike) -> dict:
     """The JSON object of a calibration file, or a CalibrationError saying what is wrong with it."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         raise CalibrationError(
             f"Calibration file {path} does not exist; check the path or create it with "
             f"conformalize(...).save(path)."
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
+        )
+    try:
+        text = read_bytes(path, "calibration file", MAX_FILE_BYTES).decode("utf-8")
+    except (InputError, UnicodeDecodeError) as e:
         raise CalibrationError(
             f"Calibration file {path} cannot be read ({e}); check it or recreate it with "
             f"conformalize(...).save(path)."
@@ -98,5 +111,20 @@ def check_header(data: Any, source: str) -> dict:
             f"Calibration file {source} has a non-numeric alpha; recreate it with "
             f"conformalize(...).save(path)."
         )
-    check_alpha(data["alpha"])
+    alpha = check_alpha(data["alpha"])
+    if n < min_n(alpha, "crc"):
+        raise CalibrationError(
+            f"Calibration file {source} was fitted on n={n} calibration units, too few for any guarantee "
+            f"at alpha={alpha:g} (at least {min_n(alpha, 'crc')}); recalibrate on more data."
+        )
     return data
+
+
+def verify_checksum(data: dict, source: str) -> None:
+    """A ``CalibrationError`` when a file that carries a checksum no longer matches it (files of
+    earlier srice versions carry none and are checked field by field only)."""
+    if "checksum" in data and data["checksum"] != checksum(data):
+        raise CalibrationError(
+            f"Calibration file {source} does not match its checksum: it was edited or damaged after it "
+            f"was written; recreate it with conformalize(...).save(path)."
+        )

@@ -46,6 +46,7 @@ from .matching import Example, clip_boxes, match_boxes
 
 KINDS = ("additive", "multiplicative")
 COMBINES = ("max", "bonferroni")
+MAX_MARGIN = 1e5  # pixels (additive) or a factor (multiplicative): larger is a damaged file, not a fit
 
 
 def edge_scores(pred_boxes: np.ndarray, truth_boxes: np.ndarray, kind: str) -> np.ndarray:
@@ -144,8 +145,8 @@ class BoxMarginCalibrator(Calibrator):
 
     def _restore(self, fitted: dict) -> None:
         margins = np.array([float(v) for v in fitted["margins"]], dtype=np.float64)
-        if margins.shape != (4,) or not np.all(np.isfinite(margins)):
-            raise ValueError("margins must be 4 finite numbers")
+        if margins.shape != (4,) or not np.all(np.isfinite(margins)) or np.any(np.abs(margins) > MAX_MARGIN):
+            raise ValueError(f"margins must be 4 finite numbers of at most {MAX_MARGIN:g} in size")
         self.margins = margins
 
     def _apply(self, regions: Regions) -> Regions:

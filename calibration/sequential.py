@@ -114,8 +114,9 @@ class SequentialCalibrator(Calibrator):
 
 
 def _strip(data: dict) -> dict:
-    """A nested calibrator's file dict without the fields the outer file already carries."""
-    return {k: v for k, v in data.items() if k not in ("format_version", "created_by")}
+    """A nested calibrator's file dict without the fields the outer file already carries (the outer
+    checksum covers the nested parts)."""
+    return {k: v for k, v in data.items() if k not in ("format_version", "created_by", "checksum")}
 
 
 def _unstrip(data: dict) -> dict:

@@ -237,7 +237,10 @@ class ThresholdCalibrator(Calibrator):
         }
 
     def _restore(self, fitted: dict) -> None:
-        self.threshold = decode_float(fitted["threshold"])
+        threshold = decode_float(fitted["threshold"])
+        if not (0.0 <= threshold <= 1.0 or math.isinf(threshold)):
+            raise ValueError(f"threshold must be a score in [0, 1] or +-inf, got {threshold}")
+        self.threshold = threshold
 
     def _apply(self, regions: Regions) -> Regions:
         return regions.select(regions.scores >= self.threshold)

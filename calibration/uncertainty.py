@@ -31,13 +31,16 @@ import numpy as np
 from srice.agent.answers import normalize_vqa_answer
 from srice.agent.prompts import LETTERS, direct_request
 from srice.agent.uncertainty import SetSizeScore, answer_token, calibrate_qhat, option_probabilities
+from srice.calibration.files import checksum
 from srice.errors import CalibrationError, InputError
 from srice.eval import metrics
 from srice.eval.items import EvalItem
+from srice.files import read_file as read_bytes
 from srice.images import load_image
 
 FORMAT_VERSION = 1
 METHOD = "uncertainty-lac"
+MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,23 @@ class UncertaintyCalibration:
         return SetSizeScore(alpha=self.alpha, qhat_choice=self.qhat_choice, qhat_open=self.qhat_open)
 
     def save(self, path: str | Path) -> None:
+        """Write the calibration as JSON with a checksum of its own content (atomically)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(asdict(self), f, indent=2)
+            json.dump(data | {"checksum": checksum(data)}, f, indent=2, allow_nan=False)
         os.replace(f.name, path)
 
     @classmethod
     def load(cls, path: str | Path) -> UncertaintyCalibration:
+        """Read a file written by ``save``, checked field by field (types, ranges, finite values,
+        enough questions for each q-hat at alpha) and against its checksum where it has one."""
+        if not Path(path).exists():
+            raise CalibrationError(f"uncertainty calibration not found: {path}")
         try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise CalibrationError(f"uncertainty calibration not found: {path}") from None
-        except (OSError, ValueError) as e:
+            data = json.loads(read_bytes(Path(path), "uncertainty calibration", MAX_FILE_BYTES))
+        except (InputError, ValueError) as e:
             raise CalibrationError(
                 f"uncertainty calibration {path} is not valid JSON ({e}); recalibrate"
             ) from None
@@ -85,10 +92,61 @@ class UncertaintyCalibration:
                 f"{path} has format version {data.get('format_version')}, this srice reads {FORMAT_VERSION}; "
                 "recalibrate with srice calibrate --uncertainty"
             )
+        stored = data.pop("checksum", None)
         try:
-            return cls(**data)
+            calibration = cls(**data)
+            calibration.check()
         except TypeError as e:
-            raise CalibrationError(f"{path} is missing or has unknown fields ({e})") from None
+            raise CalibrationError(f"{path} is missing or has unknown fields ({e}); recalibrate") from None
+        except ValueError as e:
+            raise CalibrationError(
+                f"{path} is invalid: {e}; recalibrate with srice calibrate --uncertainty"
+            ) from None
+        if stored is not None and stored != checksum(data):
+            raise CalibrationError(
+                f"{path} does not match its checksum: it was edited or damaged after it was written; "
+                "recalibrate with srice calibrate --uncertainty"
+            )
+        return calibration
+
+    def check(self) -> None:
+        """A ``ValueError`` naming the first field that is out of its type or range."""
+
+        def number(name, value, low, high, *, none=False, integer=False):
+            if value is None and none:
+                return
+            kind = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+                raise ValueError(
+                    f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}"
+                )
+            if not low <= value <= high:
+                raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {value!r}")
+
+        number("alpha", self.alpha, 1e-6, 1 - 1e-6)
+        number("qhat_choice", self.qhat_choice, 0.0, 1.0, none=True)
+        number("qhat_open", self.qhat_open, 0.0, 1.0, none=True)
+        number("early_exit", self.early_exit, 0.0, 1e6, none=True)  # a US: a set size (+ options/top-k)
+        for name in ("n_choice", "n_open", "n_exit", "skipped"):
+            number(name, getattr(self, name), 0, 1e12, integer=True)
+        for name in ("exit_share", "exit_wrong"):
+            number(name, getattr(self, name), 0.0, 1.0, none=True)
+        need = math.ceil(1 / self.alpha - 1 - 1e-9)
+        for kind, qhat, n in (
+            ("choice", self.qhat_choice, self.n_choice),
+            ("open", self.qhat_open, self.n_open),
+        ):
+            if qhat is not None and n < need:
+                raise ValueError(
+                    f"qhat_{kind} rests on n_{kind}={n} questions, too few for alpha={self.alpha:g} "
+                    f"(at least {need})"
+                )
+        if self.early_exit is not None and self.n_exit < need:
+            raise ValueError(
+                f"early_exit rests on n_exit={self.n_exit} questions, too few for alpha={self.alpha:g}"
+            )
+        if not isinstance(self.data_hash, str):
+            raise ValueError("data_hash must be text")
 
 
 def true_probability(completion, item: EvalItem) -> float:

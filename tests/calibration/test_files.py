@@ -66,7 +66,16 @@ def test_round_trip_gives_identical_apply(tmp_path, name):
     assert sorted(p.name for p in path.parent.iterdir()) == [f"{name}.json"]  # no temp files left
     data = json.loads(path.read_text())  # strict JSON: json.loads would accept NaN/Infinity, so check
     assert "Infinity" not in path.read_text() and "NaN" not in path.read_text()
-    assert set(data) == {"format_version", "method", "alpha", "n", "data_hash", "params", "created_by"}
+    assert set(data) == {
+        "format_version",
+        "method",
+        "alpha",
+        "n",
+        "data_hash",
+        "params",
+        "created_by",
+        "checksum",
+    }
     assert data["created_by"] == f"srice {__version__}" and data["method"] == c.method
     assert data["data_hash"].startswith("sha256:") and len(data["data_hash"]) == 7 + 64
     for loaded in (type(c).load(path), load_calibrator(path), Calibrator.load(path)):
