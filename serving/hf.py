@@ -51,7 +51,7 @@ class TransformersBackend:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.torch = torch
-        self.name = f"transformers:{model}"
+        self.name = self.identity = f"transformers:{model}"
         self.processor = AutoProcessor.from_pretrained(str(model))
         self.processor.tokenizer.padding_side = "left"
         load = {}
@@ -77,9 +77,19 @@ class TransformersBackend:
             for indices in groups.values():
                 for k in range(0, len(indices), self.batch_size):
                     chunk = indices[k : k + self.batch_size]
-                    for i, c in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                    for i, c in zip(chunk, self._isolated([requests[i] for i in chunk])):
                         out[i] = c
         return out  # type: ignore[return-value]
+
+    def _isolated(self, batch: list[Request]) -> list[Completion]:
+        """The batch, or, when it fails, each request alone: one bad request (an image the processor
+        rejects, say) fails by itself. The model's code is third-party: any exception is a failure."""
+        try:
+            return self._generate_batch(batch)
+        except Exception as e:  # noqa: BLE001
+            if len(batch) == 1:
+                return [Completion.failed(f"the model rejected this request ({type(e).__name__}: {e})")]
+            return [self._isolated([request])[0] for request in batch]
 
     def _generate_batch(self, batch: list[Request]) -> list[Completion]:
         torch = self.torch

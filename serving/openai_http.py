@@ -12,6 +12,8 @@ import base64
 import concurrent.futures
 import io
 import itertools
+import json
+import math
 import time
 from collections.abc import Sequence
 
@@ -21,6 +23,9 @@ from PIL import Image
 from srice.errors import ServingError
 
 from .types import Completion, Request, TokenLogprob
+
+JSON = {"content-type": "application/json"}
+SYSTEMIC = (401, 403, 404)  # auth or model name wrong: a fault of the setup, not of one request
 
 
 def image_data_url(image: Image.Image) -> str:
@@ -43,20 +48,35 @@ def to_openai_messages(request: Request, encode=image_data_url) -> list[dict]:
     return messages
 
 
+def _logprob(value) -> float:
+    number = float(value)
+    if not (math.isfinite(number) or number == -math.inf) or number > 0:
+        raise ValueError(f"logprob {value!r} is not a log-probability")
+    return number
+
+
 def _parse_choice(body: dict, seconds: float, server: str) -> Completion:
+    """The completion in a chat reply; a malformed reply (no message, a NaN logprob, ...) fails this
+    request alone, with its reason."""
     try:
         choice = body["choices"][0]
+        message = choice["message"]
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError(f"content is {type(text).__name__}, not text")
         content = (choice.get("logprobs") or {}).get("content") or []
         tokens = tuple(
             TokenLogprob(
-                t["token"],
-                float(t["logprob"]),
-                tuple(TokenLogprob(c["token"], float(c["logprob"])) for c in t.get("top_logprobs") or ()),
+                str(t["token"]),
+                _logprob(t["logprob"]),
+                tuple(
+                    TokenLogprob(str(c["token"]), _logprob(c["logprob"])) for c in t.get("top_logprobs") or ()
+                ),
             )
             for t in content
         )
         return Completion(
-            text=choice["message"].get("content") or "",
+            text=text,
             tokens=tokens,
             finish_reason=choice.get("finish_reason") or "",
             seconds=seconds,
@@ -64,8 +84,10 @@ def _parse_choice(body: dict, seconds: float, server: str) -> Completion:
             model=body.get("model", ""),
             server=server,
         )
-    except (KeyError, IndexError, TypeError, ValueError) as e:
-        raise ServingError(f"server {server} sent a malformed completion: {e!r}") from e
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        return Completion.failed(
+            f"server {server} sent a malformed completion ({type(e).__name__}: {e})", server
+        )
 
 
 def run_sync(coro):
@@ -102,11 +124,35 @@ class OpenAIBackend:
         self.urls = [u.rstrip("/").removesuffix("/v1") for u in urls]
         self.model = model
         self.name = f"openai:{model}@{','.join(self.urls)}"
+        self.identity = f"openai:{model}"  # what a run's records depend on (the server's URL may change)
         self.concurrency = concurrency
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def check(self, timeout: float = 10.0) -> None:
+        """A ``ServingError`` unless every server answers and serves this backend's model: a wrong URL
+        or model name is one clear line at start-up, not a failure at the first question."""
+        for url in self.urls:
+            try:
+                resp = httpx.get(f"{url}/v1/models", headers=self.headers, timeout=timeout)
+            except httpx.HTTPError as e:
+                raise ServingError(
+                    f"the model server at {url} does not answer ({type(e).__name__}: {e})"
+                ) from None
+            if resp.status_code != 200:
+                raise ServingError(
+                    f"the model server at {url} answered {resp.status_code} to /v1/models: {resp.text[:200]}"
+                )
+            try:
+                served = [m["id"] for m in resp.json()["data"]]
+            except (ValueError, KeyError, TypeError):
+                raise ServingError(f"the server at {url} is no OpenAI-compatible model server") from None
+            if self.model not in served:
+                raise ServingError(
+                    f"the server at {url} serves {', '.join(served) or 'nothing'}, not {self.model!r}"
+                )
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         return run_sync(self.agenerate(requests))
@@ -150,6 +196,10 @@ class OpenAIBackend:
         return payload
 
     async def _post(self, client: httpx.AsyncClient, payload: dict, index: int) -> Completion:
+        try:
+            body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        except (UnicodeEncodeError, ValueError) as e:  # an unpaired surrogate in the text, say
+            return Completion.failed(f"the request cannot be sent as JSON text ({type(e).__name__}: {e})")
         last = ""
         for attempt in range(self.retries + 1):
             url = self.urls[(index + attempt) % len(self.urls)]
@@ -157,7 +207,7 @@ class OpenAIBackend:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
             began = time.perf_counter()
             try:
-                resp = await client.post(f"{url}/v1/chat/completions", json=payload)
+                resp = await client.post(f"{url}/v1/chat/completions", content=body, headers=JSON)
             except httpx.TimeoutException:
                 last = f"server {url} timed out after {self.timeout:g} s"
                 continue
@@ -167,15 +217,19 @@ class OpenAIBackend:
             if resp.status_code >= 500:
                 last = f"server {url} answered {resp.status_code}: {resp.text[:300]}"
                 continue
-            if resp.status_code != 200:
+            if resp.status_code in SYSTEMIC:  # every request would fail alike: stop, do not record
                 raise ServingError(
-                    f"server {url} rejected the request ({resp.status_code}): {resp.text[:300]}"
+                    f"server {url} refused the request ({resp.status_code}): {resp.text[:300]}"
+                )
+            if resp.status_code != 200:  # this request's content: an image or text the model rejects
+                return Completion.failed(
+                    f"the model server rejected this request ({resp.status_code}): {resp.text[:300]}", url
                 )
             try:
-                body = resp.json()
-            except ValueError as e:
-                raise ServingError(f"server {url} sent invalid JSON: {resp.text[:200]!r}") from e
-            return _parse_choice(body, time.perf_counter() - began, url)
+                reply = resp.json()
+            except ValueError:
+                return Completion.failed(f"server {url} sent invalid JSON: {resp.text[:200]!r}", url)
+            return _parse_choice(reply, time.perf_counter() - began, url)
         raise ServingError(f"{last} (gave up after {self.retries + 1} attempts)")
 
     def close(self) -> None:

@@ -46,6 +46,12 @@ class Completion:
     prompt_tokens: int = 0
     model: str = ""
     server: str = ""
+    error: str | None = None  # this request alone failed (the server rejected it, the reply was malformed)
+
+    @classmethod
+    def failed(cls, reason: str, server: str = "") -> Completion:
+        """A request that got no completion, for a reason that concerns it alone."""
+        return cls("", (), "error", 0.0, server=server, error=reason)
 
     def summary(self) -> str:
         """One line: token count, mean logprob and the first token's top alternatives."""
@@ -57,7 +63,9 @@ class Completion:
 
 
 class Backend(Protocol):
-    """Anything that turns a batch of requests into completions, in order."""
+    """Anything that turns a batch of requests into completions, in order. A request the model
+    rejects, or whose reply is malformed, gets a ``Completion.failed`` in its place; a backend that
+    is down (unreachable, repeated 5xx, timeouts, a wrong model name) raises ``ServingError``."""
 
     name: str
 

@@ -66,6 +66,9 @@ class BaseTool:
     def _run(self, images: list[Image.Image], targets: list[tuple[str, ...]]) -> list[Regions]:
         raise NotImplementedError
 
+    def load(self) -> None:
+        """Load the tool's weights now; tools that load lazily override this."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

@@ -33,8 +33,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,32 @@ def _kept_global_state():
             cv2.setNumThreads(cv2_threads)
 
 
+_LOADING = threading.Lock()
+SAFE_HINT = (
+    " (loaded safely: a checkpoint that needs more than ultralytics' own classes, or a model YAML with "
+    "code in it, is refused; --trust-weights loads it, running its code)"
+)
+
+
+@contextmanager
+def _safe_loading(safe: bool):
+    """Load weights with ultralytics' safe-load switch on (``weights_only`` unpickling against an
+    allow-list of its own model classes, and model YAML built without ``eval``) unless the weights
+    are trusted: an ordinary .pt is a pickle, and unpickling a crafted one runs its code."""
+    tasks = import_module("ultralytics.nn.tasks")
+    if safe and not tasks._SafeLoad.SUPPORTED:
+        raise ToolError(
+            "safe loading of YOLO weights needs torch >= 2.6; pass --trust-weights to load them anyway"
+        )
+    with _LOADING:
+        before = tasks.SAFE_LOAD
+        tasks.SAFE_LOAD = safe
+        try:
+            yield
+        finally:
+            tasks.SAFE_LOAD = before
+
+
 def import_ultralytics():
     """``ultralytics``, imported offline and without leaving its global side effects behind."""
     if "ultralytics" in sys.modules:
@@ -127,6 +155,7 @@ class YoloTool(BaseTool):
         imgsz: int | Sequence[int] = 640,
         max_det: int = 300,
         device: str = "cpu",
+        trust_weights: bool = False,
     ) -> None:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
@@ -137,6 +166,7 @@ class YoloTool(BaseTool):
         self.sizes = tuple(int(v) for v in sizes)
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.device = device
+        self.trust_weights = bool(trust_weights)  # unpickle and eval the weights' code (their author's)
         self._model = None
         self._own_classes: tuple[str, ...] = ()  # open-vocabulary models: the vocabulary they came with
         self._classes_set: tuple[str, ...] = ()  # ... and the phrases they are set to now
@@ -167,12 +197,13 @@ class YoloTool(BaseTool):
         if self._model is None:
             ultralytics = import_ultralytics()
             weights = self._resolve_weights()
-            with _kept_global_state():
+            with _kept_global_state(), _safe_loading(not self.trust_weights):
                 try:
                     self._model = ultralytics.YOLO(weights)
                 except Exception as e:  # corrupt pickle, wrong format, failed download: all the user's file
+                    hint = "" if self.trust_weights else SAFE_HINT
                     raise ToolError(
-                        f"cannot load YOLO weights {weights!r}: {type(e).__name__}: {e}"
+                        f"cannot load YOLO weights {weights!r}: {type(e).__name__}: {e}{hint}"
                     ) from None
             if self._model.task not in ("detect", "segment"):
                 task, self._model = self._model.task, None
@@ -183,6 +214,10 @@ class YoloTool(BaseTool):
             names = list(names.values()) if isinstance(names, dict) else list(names)
             self._own_classes = self._classes_set = tuple(str(n) for n in names)
         return self._model
+
+    def load(self) -> None:
+        """Load the weights now (a file the user named fails before any work, not on the first image)."""
+        self.model  # noqa: B018
 
     @property
     def open_vocabulary(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from srice.agent.prompts import LETTERS
 from srice.errors import InputError
+from srice.images import check_text
 
 # ---------------------------------------------------------------------------------------------------
 # VQA answer normalisation
@@ -225,6 +226,8 @@ def check_options(options: Sequence[str] | None) -> tuple[str, ...] | None:
     if not all(isinstance(o, str) and o.strip() for o in options):
         raise InputError(f"multiple choice needs non-empty text options, got {list(options)!r}")
     stripped = tuple(" ".join(o.split()) for o in options)
+    for option in stripped:
+        check_text(option, "an option")
     if len(stripped) < 2 or len({o.casefold() for o in stripped}) != len(stripped):
         raise InputError(f"multiple choice needs at least two distinct options, got {list(options)!r}")
     if len(stripped) > len(LETTERS):

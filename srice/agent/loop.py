@@ -148,7 +148,13 @@ class Agent:
         if together:
             for w, completion in zip(live, completions[len(live) :]):
                 self._read_targets(w, completion)
-        else:
+        # a question whose direct request the model rejected has no baseline: it fails on its own
+        for w in live:
+            direct = w.pathways["direct"]
+            if direct.error is not None:
+                w.answer.error = direct.error
+        live = [w for w in live if w.answer.error is None]
+        if not together:
             staying = []
             for w in live:
                 direct = w.pathways["direct"]
@@ -173,8 +179,10 @@ class Agent:
                 self._scored(w, p, completion)
         stage("selection")
         for w in work:
-            if w.image is not None:
+            if w.image is not None and w.answer.error is None:
                 self._select(w)
+            elif w.pathways:
+                w.answer.trace = list(w.pathways.values())
         return [w.answer for w in work]
 
     # -- stages ---------------------------------------------------------------------------------
@@ -217,14 +225,19 @@ class Agent:
         return self.backend.generate(requests)
 
     def _read_targets(self, w: _Work, completion: Completion) -> None:
+        """The regions the model asked for; a rejected proposal leaves the whole image, said so."""
         w.answer.mllm_calls += 1
         w.answer.region_reply = completion.text
+        w.answer.region_error = completion.error
         w.answer.targets = tuple(parse_targets(completion.text))
 
     def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
         """The pathway's answer and US. A multiple-choice answer is always one of the given letters:
         the one the reply reads as, else the most probable given option (``mapped``)."""
         w.answer.mllm_calls += 1
+        if completion.error is not None:
+            p.error, p.error_kind = f"model: {completion.error}", "model"
+            return p
         options = w.answer.options
         p.reply = p.answer = completion.text.strip()
         p.tokens = completion.tokens

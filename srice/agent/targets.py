@@ -59,7 +59,7 @@ def _from_json(text: str) -> list[str] | None:
     for candidate in candidates:
         try:
             value = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested beyond the parser
             continue
         items = _strings(value)
         if items is not None:
@@ -67,18 +67,23 @@ def _from_json(text: str) -> list[str] | None:
     return None
 
 
-def _strings(value) -> list[str] | None:
+MAX_DEPTH = 8  # a reply nested deeper than this names no objects
+
+
+def _strings(value, depth: int = 0) -> list[str] | None:
+    if depth > MAX_DEPTH:
+        return None
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
         for key in ("objects", "targets", "regions", "items", "name", "object", "label", "target"):
             if key in value:
-                return _strings(value[key])
+                return _strings(value[key], depth + 1)
         return None
     if isinstance(value, list):
         out = []
         for v in value:
-            inner = _strings(v)
+            inner = _strings(v, depth + 1)
             if inner:
                 out.extend(inner)
         return out

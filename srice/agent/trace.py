@@ -28,7 +28,7 @@ class PathwayTrace:
     tool_seconds: float = 0.0
     model_seconds: float = 0.0
     error: str | None = None
-    error_kind: str | None = None  # "timeout", "tool", "calibrator", "view" (what failed)
+    error_kind: str | None = None  # "timeout", "tool", "calibrator", "view", "model" (what failed)
     tokens: tuple[TokenLogprob, ...] = field(default=(), repr=False)  # the answer's logprobs
 
     @property
@@ -53,6 +53,7 @@ class Answer:
     uncertainty: float = math.inf
     pathway: str = ""
     region_reply: str = ""
+    region_error: str | None = None  # the model rejected the region proposal: tools saw the whole image
     targets: tuple[str, ...] = ()
     trace: list[PathwayTrace] = field(default_factory=list)
     mllm_calls: int = 0
@@ -85,6 +86,7 @@ class Answer:
             "uncertainty": None if math.isinf(self.uncertainty) else self.uncertainty,
             "pathway": self.pathway,
             "region_reply": self.region_reply,
+            "region_error": self.region_error,
             "targets": list(self.targets),
             "mllm_calls": self.mllm_calls,
             "early_exit": self.early_exit,

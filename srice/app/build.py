@@ -87,6 +87,14 @@ def open_backend(
     backend = OpenAIBackend(
         url, variant.served_name, timeout=serving.timeout, concurrency=serving.concurrency
     )
+    if serving.server:  # a server the user named: it answers, and serves this variant, or we stop now
+        try:
+            backend.check()
+        except SriceError as e:
+            raise SriceError(
+                f"{e} (variant {variant.name!r}; start it with srice serve --variant {variant.name}, "
+                "or drop --server)"
+            ) from None
     return backend, variant
 
 
@@ -124,6 +132,7 @@ def build_agent(
     early_exit: bool = False,
     config: AgentConfig = AgentConfig(),
     log: Callable[[str], None] | None = None,
+    trust_weights: bool = False,
 ) -> Agent:
     """The SRICE agent over ``backend``: ``tools`` by name (embedded models unless ``tool_weights``
     names a file), their calibrators and the uncertainty calibration from ``calib`` (default: the
@@ -136,7 +145,7 @@ def build_agent(
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     variant = _variant(variant)
     names = list(tools)
-    built = build_tools(names, tool_weights)
+    built = build_tools(names, tool_weights, trust_weights=trust_weights)
     folder = calib if calib is not None else variant.calibration_dir()
     calibrators = load_calibrators(folder, names)
     where = f"in {folder}" if folder else f"(variant {variant.name!r} names no calibration folder)"
@@ -225,8 +234,11 @@ def check_tool_weights(weights: Mapping[str, str]) -> None:
             raise InputError(f"--tool-weights {tool}: file not found: {path}")
 
 
-def build_tools(names: Sequence[str], weights: Mapping[str, str] | None = None) -> list:
-    """Tools by name; ``weights`` maps a name to its model file, else the embedded model is used."""
+def build_tools(
+    names: Sequence[str], weights: Mapping[str, str] | None = None, *, trust_weights: bool = False
+) -> list:
+    """Tools by name; ``weights`` maps a name to its model file, else the embedded model is used.
+    User weights load safely (no code in them runs) unless ``trust_weights``."""
     weights = dict(weights or {})
     unknown = sorted(set(names) - set(TOOLS)) + sorted(set(weights) - set(names))
     if unknown:
@@ -237,7 +249,12 @@ def build_tools(names: Sequence[str], weights: Mapping[str, str] | None = None) 
         options = embedded_options(name)
         if name in weights:
             options["checkpoint" if name == "sam" else "weights"] = weights[name]
-        tools.append(get_tool(name, **options))
+            if name == "yolo":
+                options["trust_weights"] = trust_weights
+        tool = get_tool(name, **options)
+        if name in weights:
+            tool.load()  # weights the user named are checked now, before any question
+        tools.append(tool)
     return tools
 
 

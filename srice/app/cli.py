@@ -61,10 +61,19 @@ def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
         help="also show each detector's K likeliest calibrated regions alone, as pathways TOOL[0..K-1] "
         "(default 1; 0: the union view only)",
     )
+    _trust_arg(p)
     p.add_argument(
         "--tool-timeout", type=float, default=60.0, metavar="SECONDS",
         help="seconds a tool may take per image (a batch of n gets n times this; default 60): a tool "
         "that overruns fails its pathway, counted in the output",
+    )  # fmt: skip
+
+
+def _trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-weights", action="store_true",
+        help="load YOLO weights you named without the safe loader: a .pt is a pickle and a model YAML "
+        "may hold code, both run as you load them; only for weights whose author you trust",
     )  # fmt: skip
 
 
@@ -112,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument(
+        "--upload-ttl", type=int, default=1800, metavar="SECONDS",
+        help="uploads older than this are deleted from gradio's cache (default 1800)",
+    )  # fmt: skip
     p.set_defaults(func=commands.cmd_demo)
 
     p = sub.add_parser("eval", help="evaluate the agent on a VQA benchmark: resumable records and a summary")
@@ -134,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="exit with status 3 (after writing everything) when a tool failed on more than this share "
         "of the questions it ran on (default 0.05)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="resume even when the settings differ from those the records in --out were made with",
     )
     p.add_argument(
         "--max-failed-items", type=float, default=0.05, metavar="SHARE",
@@ -184,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _backend_args(p)
     p.add_argument("--tool", help="tool name (yolo, owl, sam, ocr, zoom)")
     p.add_argument("--weights", help="tool weights file or folder")
+    _trust_arg(p)
     p.add_argument(
         "--option",
         action="append",

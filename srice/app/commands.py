@@ -36,7 +36,7 @@ def _agent(args, backend, variant, tools: str | None = None):
     names = _comma_list(args.tools if tools is None else tools)
     return build_agent(
         backend, variant, names, tool_weights=_tool_options(args.tool_weights), calib=args.calib,
-        early_exit=args.early_exit, config=config,
+        early_exit=args.early_exit, config=config, trust_weights=args.trust_weights,
     )  # fmt: skip
 
 
@@ -126,7 +126,9 @@ def cmd_demo(args) -> int:
 
         agent_for = cached(agent_for)
         agent_for(args.variant, default_tools)  # server up and tools checked before the page opens
-        settings = DemoSettings((args.variant, *others), args.variant, tuple(TOOLS), default_tools)
+        settings = DemoSettings(
+            (args.variant, *others), args.variant, tuple(TOOLS), default_tools, cache_seconds=args.upload_ttl
+        )
         app = build_app(agent_for, settings)
         launch(app, args.host, args.port, block=False)
         print(f"srice demo at http://{args.host}:{args.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
@@ -182,7 +184,11 @@ def cmd_calibrate(args) -> int:
     options = embedded_options(args.tool) | _tool_options(args.option)
     if args.weights:
         options["checkpoint" if args.tool == "sam" else "weights"] = args.weights
+        if args.tool == "yolo":
+            options["trust_weights"] = args.trust_weights
     tool = get_tool(args.tool, **options)
+    if args.weights:
+        tool.load()  # the named weights fail here, before any image
     with Progress(len(records), desc=f"running {args.tool}", unit="img") as bar:
         examples, failed = run_tool(
             tool, records, targets=args.targets, batch_size=args.batch_size, progress=bar.update
@@ -263,6 +269,8 @@ def cmd_eval(args) -> int:
         result = evaluate.run(
             agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
             progress=lambda k: bars[0].update(k), on_resume=resumed, on_batch=_warn_failures,
+            on_damage=_say_damage, settings={"variant": variant.name, "model_files": variant.fingerprint()},
+            force=args.force,
         )  # fmt: skip
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")
@@ -271,6 +279,12 @@ def cmd_eval(args) -> int:
     for line in over:
         print(f"srice: error: {line}; records and summary are written to {args.out}", file=sys.stderr)
     return EXIT_OVER_FAILURE_LIMITS if over else 0
+
+
+def _say_damage(damaged, quarantine) -> None:
+    lines = ", ".join(f"{d.line} ({d.reason})" for d in damaged[:5]) + (" ..." if len(damaged) > 5 else "")
+    print(f"warning: moved {len(damaged)} damaged record line(s) to {quarantine}: line {lines}; their "
+          "questions are redone", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _warn_failures(records: list[dict]) -> None:

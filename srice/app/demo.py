@@ -49,6 +49,7 @@ class DemoSettings:
     examples_dir: Path | None = EXAMPLES_DIR
     max_pixels: int = MAX_PIXELS
     title: str = "srice: seeing and reasoning with confidence"
+    cache_seconds: int = 1800  # uploads older than this leave gradio's cache (checked as often)
 
 
 def cached(agent_for: AgentFor) -> AgentFor:
@@ -184,12 +185,35 @@ def answer_page(
         )
 
 
+def _refuse_paths_in_one_line() -> None:
+    """gradio refuses a file path that a client names without uploading it (rightly), but as an
+    InvalidPathError that it prints as a traceback and sends to the client as ``{"error": null}``;
+    raised as a ``gr.Error`` instead it is one line for the client and none in the console."""
+    from gradio import processing_utils
+    from gradio.exceptions import InvalidPathError
+
+    check = getattr(processing_utils, "_check_allowed", None)
+    if check is None or getattr(check, "srice", False):
+        return
+
+    def checked(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except InvalidPathError as e:
+            raise gr.Error(f"refused: {e}", title="Bad input", print_exception=False) from None
+
+    checked.srice = True
+    processing_utils._check_allowed = checked
+
+
 def build_app(agent_for: AgentFor, settings: DemoSettings) -> gr.Blocks:
     """The page. ``agent_for(variant, tools)`` should be ``cached``; it may start a model server."""
     unknown = set(settings.default_tools) - set(settings.tools)
     if settings.variant not in settings.variants or unknown:
         raise InputError(f"default variant/tools {settings.variant!r}/{sorted(unknown)} are not offered")
-    with gr.Blocks(title="srice demo", analytics_enabled=False) as app:
+    _refuse_paths_in_one_line()
+    age = settings.cache_seconds
+    with gr.Blocks(title="srice demo", analytics_enabled=False, delete_cache=(age, age)) as app:
         gr.Markdown(f"## {settings.title}\n{_INTRO}")
         with gr.Row():
             with gr.Column(scale=1):

@@ -29,6 +29,7 @@ from pathlib import Path
 from srice.errors import InputError
 from srice.eval.formats.benchmarks import FORMATS, detect_format
 from srice.eval.items import EvalItem
+from srice.files import check_regular
 
 __all__ = ["FORMATS", "DataSpec", "detect_format", "iter_items", "load_items", "parse_spec", "shard"]
 
@@ -74,6 +75,7 @@ def parse_spec(spec: str | Path, *, format: str | None = None) -> DataSpec:
         raise InputError(
             f"unknown data format: folder {path} has no {', '.join(_HF_MARKERS)} and no .parquet files"
         )
+    check_regular(path, "data file")  # a FIFO or a device is no benchmark
     suffix = path.suffix.lower()
     if hf:
         raise InputError(f"hf: needs a folder saved with save_to_disk, not the file {path}")

@@ -20,7 +20,14 @@ class EvalItem:
     options: tuple[str, ...] | None = None  # multiple-choice options, in letter order
     kind: str = ""  # question kind, for per-kind breakdowns ("colour", "count", ...)
     meta: dict = field(default_factory=dict, compare=False)  # e.g. target size, source row
+    error: str | None = None  # the row could not be read as a question: it gets a failed record
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRICS)}")
+
+
+def broken(id: str, why: str, meta: dict) -> EvalItem:
+    """A row that is not a question (missing fields, 30 options, bad JSON): it keeps its place and
+    its id, and costs its own record, never the file."""
+    return EvalItem(id=id, image=b"", question="", answers=(), meta=meta, error=why)

@@ -9,7 +9,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from srice.eval.run import read_records
+from srice.agent.prompts import LETTERS
+from srice.eval.records import mixed, read_records
 
 
 def _mean(values) -> float | None:
@@ -202,6 +203,8 @@ def markdown(summary: dict) -> str:
             "- US AUROC (wrong vs right answers): " + ", ".join(f"{k} {_cell(v)}" for k, v in aurocs.items())
         )
     lines += failure_lines(summary.get("failures"))
+    if summary.get("mixed_settings"):
+        lines.append("- mixed settings: records were added under other settings (--force; records*.run.json)")
     return "\n".join(lines) + "\n"
 
 
@@ -255,14 +258,16 @@ def write_reports(out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     records = all_records(out_dir)
     summary = summarize(records)
+    summary["mixed_settings"] = mixed(out_dir)  # records added with --force under other settings
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "summary.md").write_text(markdown(summary))
+    # user text (questions, reasons) may hold what UTF-8 cannot encode: escaped, never a crash
+    (out_dir / "summary.md").write_text(markdown(summary), encoding="utf-8", errors="backslashreplace")
     with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps({"question_id": r["id"], "answer": r["answer"]}) + "\n")
     letters = max((len(r["options"] or ()) for r in records), default=0)
-    header = ["index", "question", *"ABCDEFGHIJ"[: max(letters, 4)], "answer", "prediction", "category"]
-    with open(out_dir / "predictions.tsv", "w", encoding="utf-8") as f:
+    header = ["index", "question", *LETTERS[: max(letters, 4)], "answer", "prediction", "category"]
+    with open(out_dir / "predictions.tsv", "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write("\t".join(header) + "\n")
         for r in records:
             options = list(r["options"] or []) + [""] * (len(header) - 5 - len(r["options"] or []))

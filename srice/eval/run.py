@@ -1,28 +1,44 @@
 """Batch evaluation: run the agent over a benchmark, one JSONL record per question, resumable.
 
-Records are appended (and flushed) as each batch finishes, so an interrupted run loses at most the
-batch in flight. On restart the records file is read back, a torn last line (a kill mid-write) is cut
-off, and only questions without a record are run: no question is redone or written twice. A question
-the agent cannot answer (unreadable image, bad question) gets a record with its error and score 0; a
-serving failure stops the run instead, since every later question would fail the same way, and the
-next run resumes where it stopped.
+Records are appended (and fsynced) as each batch finishes, so an interrupted run loses at most the
+batch in flight. On restart the records are checked line by line (``srice.eval.records``: a damaged
+line is moved aside and its question redone), the run's settings are compared with those the
+records were made with, and only questions without a record are run: none is redone or written
+twice. One eval writes to a folder at a time. A question the agent cannot answer (unreadable image,
+bad question, a row that is no question, a request the model rejects) gets a record with its error
+and score 0; a serving failure (the server down) stops the run instead, since every later question
+would fail the same way, and the next run resumes where it stopped. A failed write (a full disk)
+leaves the file whole, up to the last batch, and stops with one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from srice.agent import Agent, Item
 from srice.agent.answers import normalize_vqa_answer
 from srice.agent.trace import Answer
+from srice.errors import SriceError
 from srice.eval.items import EvalItem
 from srice.eval.metrics import score
+from srice.eval.records import (
+    Damage,
+    RunLock,
+    check_settings,
+    fingerprint,
+    quarantine_path,
+    read_records,
+    repair,
+)
+
+__all__ = ["EvalRun", "make_record", "read_records", "records_name", "run", "run_settings"]
 
 
 @dataclass(frozen=True)
@@ -38,27 +54,6 @@ def records_name(shard: tuple[int, int] = (0, 1)) -> str:
     return "records.jsonl" if count == 1 else f"records-{index}of{count}.jsonl"
 
 
-def read_records(path: Path, *, repair: bool = False) -> list[dict]:
-    """Every complete record in ``path``; with ``repair``, a torn last line is cut from the file."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records, good_end = [], 0
-    for line in data.splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            break
-        if not line.endswith(b"\n"):
-            break
-        records.append(record)
-        good_end += len(line)
-    if repair and good_end != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return records
-
-
 def run(
     agent: Agent,
     items: Sequence[EvalItem],
@@ -69,33 +64,99 @@ def run(
     progress: Callable[[int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     on_batch: Callable[[list[dict]], None] | None = None,
+    on_damage: Callable[[list[Damage], Path], None] | None = None,
+    settings: dict | None = None,
+    force: bool = False,
 ) -> EvalRun:
     """Answer every item that has no record yet, a batch at a time, appending its records.
-    ``on_batch`` gets each batch's records once they are on disk (the CLI warns about failures)."""
+    ``on_batch`` gets each batch's records once they are on disk (the CLI warns about failures);
+    ``on_damage`` the lines of the records file that were moved aside. ``settings`` adds to what
+    the run's settings hold (the CLI adds the variant and the model's files); ``force`` accepts a
+    resume with other settings."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / records_name(shard)
-    done = {r["id"] for r in read_records(path, repair=True)}
-    todo = [item for item in items if item.id not in done]
-    if on_resume:
-        on_resume(len(items) - len(todo))
-    began, written = time.perf_counter(), 0
-    with open(path, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            t0 = time.perf_counter()
-            answers = agent.answer_batch([Item(i.image, i.question, i.options, i.id) for i in batch])
-            seconds = (time.perf_counter() - t0) / len(batch)
-            records = [make_record(item, answer, seconds) for item, answer in zip(batch, answers)]
-            f.write("".join(json.dumps(r) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
-            written += len(batch)
-            if on_batch:
-                on_batch(records)
-            if progress:
-                progress(len(batch))
+    with RunLock(path):
+        check_settings(path, run_settings(agent, items, shard) | (settings or {}), force=force)
+        existing, damaged = repair(path)
+        if damaged and on_damage:
+            on_damage(damaged, quarantine_path(path))
+        done = {r["id"] for r in existing}
+        todo = [item for item in items if item.id not in done]
+        if on_resume:
+            on_resume(len(items) - len(todo))
+        began, written = time.perf_counter(), 0
+        with open(path, "ab", buffering=0) as f:  # unbuffered: a failed write leaves nothing to flush
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                t0 = time.perf_counter()
+                answers = _answer(agent, batch)
+                seconds = (time.perf_counter() - t0) / len(batch)
+                records = [make_record(item, answer, seconds) for item, answer in zip(batch, answers)]
+                _append(f, path, records, len(done) + written)
+                written += len(batch)
+                if on_batch:
+                    on_batch(records)
+                if progress:
+                    progress(len(batch))
     return EvalRun(path, len(done), written, time.perf_counter() - began)
+
+
+def _append(f, path: Path, records: list[dict], before: int) -> None:
+    """Append one batch's records durably; a failed write (a full disk, a quota) is cut back to the
+    last whole batch, so the file stays whole and the run resumes, and ends with one line."""
+    start = f.tell()
+    data = memoryview("".join(json.dumps(r) + "\n" for r in records).encode("utf-8"))
+    try:
+        while data:
+            data = data[f.write(data) :]
+        os.fsync(f.fileno())
+    except OSError as e:
+        try:
+            f.truncate(start)
+        except OSError:
+            pass  # the torn tail is moved aside on resume
+        raise SriceError(
+            f"cannot write records to {path} ({e.strerror or e}); it holds the {before} records written "
+            "before, whole: free space and rerun the same command to resume"
+        ) from None
+
+
+def run_settings(agent: Agent, items: Sequence[EvalItem], shard: tuple[int, int]) -> dict:
+    """What the records depend on, as ``run.json`` keeps it: the questions, the model behind the
+    backend, the tools, their calibrators, the uncertainty score and the agent's configuration."""
+    us = agent.uncertainty
+    return {
+        "data": fingerprint([_item_key(i) for i in items]),
+        "questions": len(items),
+        "shard": f"{shard[0]}/{shard[1]}",
+        "model": getattr(agent.backend, "identity", agent.backend.name),
+        "tools": [t.name for t in agent.tools],
+        "calibrators": {name: fingerprint(c.record()) for name, c in sorted(agent.calibrators.items())},
+        "uncertainty": fingerprint(asdict(us) if is_dataclass(us) else repr(us)),
+        "agent": asdict(agent.config),
+    }
+
+
+def _item_key(item: EvalItem) -> list:
+    image = item.image
+    if isinstance(image, bytes):
+        image = "sha256:" + hashlib.sha256(image).hexdigest()
+    elif not isinstance(image, (str, Path)):
+        image = "sha256:" + hashlib.sha256(image.tobytes()).hexdigest()
+    return [item.id, item.question, item.options, item.answers, item.metric, str(image), item.error]
+
+
+def _answer(agent: Agent, batch: Sequence[EvalItem]) -> list[Answer]:
+    """The agent's answers, in order; a row the loader could not read is answered by its error."""
+    readable = [i for i in batch if i.error is None]
+    answers = iter(agent.answer_batch([Item(i.image, i.question, i.options, i.id) for i in readable]))
+    return [
+        next(answers)
+        if i.error is None
+        else Answer(question=i.question, options=None, error=i.error, item_id=i.id)
+        for i in batch
+    ]
 
 
 def set_covers(prediction_set: Sequence[str], item: EvalItem) -> bool:

@@ -214,6 +214,61 @@ def test_bad_input_gets_a_clear_message(demo, tmp_path):
         _ask(demo, big, QUESTION)
 
 
+def test_a_path_the_client_did_not_upload_is_refused_in_one_line(demo):
+    """gradio refuses a server path named by a client (it was not uploaded); the client gets why, in
+    one line, and the console no traceback (it used to get {"error": null} and print one)."""
+    before = demo.log.read_text()
+    named = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    body = {"data": [named, QUESTION, "", demo.variant, ["zoom"]]}
+    event = httpx.post(f"{demo.url}gradio_api/call/answer", json=body).json()["event_id"]
+    reply = httpx.get(f"{demo.url}gradio_api/call/answer/{event}", timeout=60).text
+    assert "event: error" in reply and "refused: Cannot move /etc/hostname" in reply, reply
+    assert "Traceback" not in demo.log.read_text()[len(before) :]
+
+
+def test_the_upload_cache_is_bounded(vllm_server, tiny_variant, tmp_path):
+    """Uploads older than --upload-ttl leave gradio's cache (it once grew by every request)."""
+    from gradio_client import Client, handle_file
+
+    port, cache = _free_port(), tmp_path / "gradio"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(cache)}
+    command = [sys.executable, "-m", "srice", "demo", "--variant", tiny_variant.name, "--server",
+               vllm_server.url, "--port", str(port), "--tools", "", "--upload-ttl", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "the demo did not come up"
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        client = Client(url, verbose=False)
+        for seed in range(3):  # new pictures: a bundled example's cached copy is kept, rightly
+            Image.fromarray(np.full((64, 64, 3), 40 * seed, dtype=np.uint8)).save(tmp_path / f"u{seed}.png")
+            client.predict(handle_file(str(tmp_path / f"u{seed}.png")), QUESTION, "", tiny_variant.name, [],
+                           api_name="/answer")  # fmt: skip
+        uploads = [p for p in cache.rglob("u*.png") if p.is_file()]
+        assert uploads, "nothing was uploaded"
+        deadline = time.monotonic() + 30
+        while any(p.exists() for p in uploads) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(p.exists() for p in uploads), "uploads outlived --upload-ttl"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_demo_checks_its_model_server_before_it_opens():
+    r = run_srice("demo", "--variant", "tiny", "--server", "http://127.0.0.1:9", "--tools", "")
+    assert (
+        r.returncode == 1
+        and "srice: error: the model server at http://127.0.0.1:9 does not answer" in r.stderr
+    )
+    assert "Traceback" not in r.stderr and "srice demo at" not in r.stderr
+
+
 def test_served_on_localhost_only_with_analytics_off(demo):
     config = httpx.get(f"{demo.url}config").json()
     assert config["analytics_enabled"] is False

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -77,16 +78,31 @@ def test_jsonl(jsonl):
         ('{"image": "x.png", "question": "q", "options": ["x", "y"], "answer": "C"}', "neither an option"),
         ('{"image": "x.png", "question": "q", "options": "x,y", "answer": "A"}', "must be a list"),
         ('{"image": "x.png", "question": "q", "answer": "a", "metric": "mc"}', "needs 'options'"),
+        ('{"id": "q7", "image": "x.png", "question": "  "}', r"q\.jsonl:2: missing 'question'"),
         (
-            '{"id": "1", "image": "x.png", "question": "q", "answer": "a"}',
-            "duplicate id '1' \\(line 1 and line 2",
+            '{"image": "x.png", "question": "q", "options": '
+            + str([f"o{i}" for i in range(30)]).replace("'", '"')
+            + "}",
+            "30 options; at most 26",
         ),
     ],
 )
-def test_jsonl_errors_name_file_and_line(tmp_path, line, message):
-    path = _write_jsonl(tmp_path / "q.jsonl", ['{"image": "x.png", "question": "q", "answer": "a"}', line])
-    with pytest.raises(InputError, match=message):
-        load_items(path)
+def test_a_bad_row_costs_its_own_item_named_by_file_and_line(tmp_path, line, message):
+    """A row that is no question is loaded as an item with its error (its record fails, the file
+    does not): the good rows around it load as usual."""
+    good = '{"image": "x.png", "question": "q", "answer": "a"}'
+    path = _write_jsonl(tmp_path / "q.jsonl", [good, line, good])
+    first, bad, third = load_items(path)
+    assert first.error is None and third.error is None and third.id == "3"
+    assert bad.error is not None and re.search(message, bad.error), bad.error
+    assert bad.id == ("q7" if '"q7"' in line else "2")
+
+
+def test_a_duplicate_id_still_rejects_the_file(tmp_path):
+    """Records are keyed by id: two rows with one id cannot both have a record."""
+    row = '{"id": "1", "image": "x.png", "question": "q", "answer": "a"}'
+    with pytest.raises(InputError, match="duplicate id '1' \\(line 1 and line 2"):
+        load_items(_write_jsonl(tmp_path / "q.jsonl", [row, row]))
 
 
 def test_jsonl_is_lazy_and_limit_stops_early(tmp_path):
@@ -94,8 +110,7 @@ def test_jsonl_is_lazy_and_limit_stops_early(tmp_path):
     path = _write_jsonl(tmp_path / "q.jsonl", rows)
     assert [i.id for i in load_items(path, limit=3)] == ["1", "2", "3"]
     assert load_items(path, limit=0) == []
-    with pytest.raises(InputError, match=":4:"):
-        load_items(path)
+    assert ":4:" in load_items(path)[3].error
     assert next(iter_items(path)).id == "1"
 
 
@@ -142,8 +157,8 @@ def test_tsv_errors(tmp_path):
     with pytest.raises(InputError, match=r"bad\.tsv: missing column\(s\) question"):
         load_items(path)
     path.write_text("index\timage\tquestion\tA\tB\tanswer\n1\txx\tq\ta\tb\tE\n")
-    with pytest.raises(InputError, match=r"bad\.tsv:2: answer 'E' is neither an option letter \(A-B\)"):
-        load_items(path)
+    [item] = load_items(path)
+    assert re.search(r"bad\.tsv:2: answer 'E' is neither an option letter \(A-B\)", item.error)
     path.write_text("index\timage\tquestion\tA\tB\tanswer\n1\txx\tq\ta\tb\tA\n1\txx\tq\ta\tb\tA\n")
     with pytest.raises(InputError, match="duplicate id '1'"):
         load_items(path)
@@ -410,5 +425,5 @@ def test_tsv_image_paths_and_option_gaps(tmp_path):
     (item,) = load_items(path)
     assert item.image == tmp_path / "red.png" and (item.metric, item.answers) == ("exact", ("red",))
     path.write_text("index\timage\tquestion\tA\tB\tC\tanswer\n1\txx\tq\ta\t\tc\tA\n")
-    with pytest.raises(InputError, match=r"paths\.tsv:2: options have a gap"):
-        load_items(path)
+    [item] = load_items(path)
+    assert "paths.tsv:2: options have a gap" in item.error

@@ -179,13 +179,20 @@ def test_sharded_runs_cover_everything_once(questions, vllm_server, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["n"] == 12
 
 
-def test_torn_last_line_is_cut_only_when_repairing(tmp_path):
+def test_damaged_lines_are_moved_aside_only_when_repairing(tmp_path):
+    """A torn last line, a damaged line in the middle and a repeated id: reading skips them, repair
+    moves them to the quarantine file and keeps every whole record after them."""
+    from srice.eval.records import repair
+
     path = tmp_path / "records.jsonl"
-    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "unfinis')
-    assert [r["id"] for r in read_records(path)] == ["a", "b"]
+    path.write_text('{"id": "a"}\n{"id": "b", "x\x00\n{"id": "c"}\n{"id": "a"}\n{"id": "d", "unfinis')
+    assert [r["id"] for r in read_records(path)] == ["a", "c"]
     assert path.read_text().endswith("unfinis")
-    read_records(path, repair=True)
-    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    records, damaged = repair(path)
+    assert [r["id"] for r in records] == ["a", "c"] and [d.line for d in damaged] == [2, 4, 5]
+    assert path.read_text() == '{"id": "a"}\n{"id": "c"}\n'
+    moved = [json.loads(line) for line in (tmp_path / "records.quarantine.jsonl").read_text().splitlines()]
+    assert [m["line"] for m in moved] == [2, 4, 5] and "a second record for 'a'" in moved[1]["reason"]
 
 
 def test_summary_by_hand():

@@ -15,21 +15,51 @@ from pathlib import Path
 
 from srice.errors import InputError
 from srice.eval.formats.fields import mc_letter, options, text
-from srice.eval.items import METRICS, EvalItem
+from srice.eval.items import METRICS, EvalItem, broken
+from srice.files import check_regular
+
+MAX_LINE_BYTES = 16 * 1024 * 1024  # a question line longer than this is not a question
 
 
 def jsonl_items(path: Path) -> Iterator[EvalItem]:
+    """Each line's item; a line that is not a question is a ``broken`` item keyed by its id (or its
+    line number), so one bad row costs its own record and the rest of the file still loads."""
+    check_regular(path, "data file")
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     with handle:
-        try:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    yield _item(line, path, number)
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the overlong line
+                yield broken(
+                    str(number), f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes", {"line": number}
+                )
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield broken(str(number), f"{path}:{number}: not UTF-8 text ({e.reason})", {"line": number})
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield _item(line, path, number)
+            except InputError as e:
+                yield broken(_id_of(line) or str(number), str(e), {"line": number})
+
+
+def _id_of(line: str) -> str:
+    """The id a bad line names, when it is JSON with one (its record then carries that id)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return ""
+    return text(row.get("id")) if isinstance(row, dict) else ""
 
 
 def _item(line: str, path: Path, number: int) -> EvalItem:
@@ -40,7 +70,7 @@ def _item(line: str, path: Path, number: int) -> EvalItem:
         raise InputError(f"{where}: not valid JSON ({e})") from None
     if not isinstance(row, dict):
         raise InputError(f"{where}: each line must be a JSON object, got {type(row).__name__}")
-    missing = [k for k in ("image", "question") if row.get(k) in (None, "")]
+    missing = [k for k in ("image", "question") if not text(row.get(k))]
     if missing:
         raise InputError(f"{where}: missing {', '.join(repr(k) for k in missing)}")
     if not isinstance(row["image"], str):

@@ -20,7 +20,7 @@ from pathlib import Path
 from srice.errors import InputError
 from srice.eval.formats.benchmarks import benchmark, detect_format
 from srice.eval.formats.fields import first, image_error, text, with_hint
-from srice.eval.items import EvalItem
+from srice.eval.items import EvalItem, broken
 
 BATCH = 256
 EXTRAS = ("image_id", "hint", "l2-category", "docId")  # columns kept in meta (hint: in the question)
@@ -47,29 +47,37 @@ def table_items(path: Path, source: str, split: str | None, fmt: str | None) -> 
     row_number = 0
     for batch in table.batches(wanted):
         for row in batch:
-            where = f"{path} row {row_number}"
-            meta: dict = {"row": row_number, "format": spec.name}
-            for key in extras:
-                if row.get(key) is not None and key != "hint":
-                    meta[key] = row[key] if isinstance(row[key], (int, float, str)) else str(row[key])
-            truth, choices = spec.truth(row.get(c.answer) if c.answer else None, row, c, where)
-            question = text(row[c.question])
-            if spec.hint:
-                question = with_hint(question, row.get("hint"))
-            kind = row.get(c.kind) if c.kind else None
-            if isinstance(kind, list):
-                kind = "/".join(str(k) for k in kind)
-            yield EvalItem(
-                id=text(row.get(id_column)) if id_column and text(row.get(id_column)) else str(row_number),
-                image=_image(row.get("image"), base, meta),
-                question=question,
-                answers=tuple(text(a) for a in truth if text(a)),
-                metric=spec.metric,
-                options=choices,
-                kind=text(kind),
-                meta=meta,
-            )
+            item_id = text(row.get(id_column)) if id_column and text(row.get(id_column)) else str(row_number)
+            try:
+                yield _row(spec, c, row, item_id, row_number, extras, path, base)
+            except InputError as e:  # this row alone is not a question
+                yield broken(item_id, str(e), {"row": row_number, "format": spec.name})
             row_number += 1
+
+
+def _row(spec, c, row: dict, item_id: str, row_number: int, extras, path: Path, base: Path) -> EvalItem:
+    where = f"{path} row {row_number}"
+    meta: dict = {"row": row_number, "format": spec.name}
+    for key in extras:
+        if row.get(key) is not None and key != "hint":
+            meta[key] = row[key] if isinstance(row[key], (int, float, str)) else str(row[key])
+    truth, choices = spec.truth(row.get(c.answer) if c.answer else None, row, c, where)
+    question = text(row[c.question])
+    if spec.hint:
+        question = with_hint(question, row.get("hint"))
+    kind = row.get(c.kind) if c.kind else None
+    if isinstance(kind, list):
+        kind = "/".join(str(k) for k in kind)
+    return EvalItem(
+        id=item_id,
+        image=_image(row.get("image"), base, meta),
+        question=question,
+        answers=tuple(text(a) for a in truth if text(a)),
+        metric=spec.metric,
+        options=choices,
+        kind=text(kind),
+        meta=meta,
+    )
 
 
 class _Table:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from srice.errors import InputError
 from srice.eval.formats.fields import image_error, letter_columns, mc_letter, text, with_hint
-from srice.eval.items import EvalItem
+from srice.eval.items import EvalItem, broken
 
 
 def tsv_items(path: Path) -> Iterator[EvalItem]:
@@ -38,38 +38,45 @@ def tsv_items(path: Path) -> Iterator[EvalItem]:
     records = frame.to_dict("records")
     del frame
     for row_number, (row, index) in enumerate(zip(records, indices)):
-        where = f"{path}:{row_number + 2}"  # 1-based, after the header line
-        meta: dict = {"row": row_number}
-        if image_column == "image":
-            image = _image(row["image"], by_index, meta)
-        elif row["image_path"]:
-            image = Path(row["image_path"])
-            image = image if image.is_absolute() else path.parent / image
-        else:
-            image = image_error(meta, "no image_path")
-        values = [text(row[c]) for c in letters]
-        last = max((i for i, v in enumerate(values) if v), default=-1)
-        if "" in values[: last + 1]:
-            raise InputError(f"{where}: options have a gap ({', '.join(letters[: last + 1])})")
-        choices = tuple(values[: last + 1]) or None
-        answer = text(row.get("answer"))
-        if choices:
-            truth = (mc_letter(answer, choices, where),) if answer else ()
-        else:
-            truth = (answer,) if answer else ()
-        for key in ("l2-category", "split"):
-            if text(row.get(key)):
-                meta[key] = text(row[key])
-        yield EvalItem(
-            id=text(index) or str(row_number),
-            image=image,
-            question=with_hint(text(row["question"]), row.get("hint"), blank=("nan",)),
-            answers=truth,
-            metric="mc" if choices else "exact",
-            options=choices,
-            kind=text(row.get("category")),
-            meta=meta,
-        )
+        try:
+            yield _row(path, row, index, row_number, letters, image_column, by_index)
+        except InputError as e:  # this row alone is not a question
+            yield broken(text(index) or str(row_number), str(e), {"row": row_number})
+
+
+def _row(path: Path, row: dict, index, row_number: int, letters, image_column, by_index) -> EvalItem:
+    where = f"{path}:{row_number + 2}"  # 1-based, after the header line
+    meta: dict = {"row": row_number}
+    if image_column == "image":
+        image = _image(row["image"], by_index, meta)
+    elif row["image_path"]:
+        image = Path(row["image_path"])
+        image = image if image.is_absolute() else path.parent / image
+    else:
+        image = image_error(meta, "no image_path")
+    values = [text(row[c]) for c in letters]
+    last = max((i for i, v in enumerate(values) if v), default=-1)
+    if "" in values[: last + 1]:
+        raise InputError(f"{where}: options have a gap ({', '.join(letters[: last + 1])})")
+    choices = tuple(values[: last + 1]) or None
+    answer = text(row.get("answer"))
+    if choices:
+        truth = (mc_letter(answer, choices, where),) if answer else ()
+    else:
+        truth = (answer,) if answer else ()
+    for key in ("l2-category", "split"):
+        if text(row.get(key)):
+            meta[key] = text(row[key])
+    return EvalItem(
+        id=text(index) or str(row_number),
+        image=image,
+        question=with_hint(text(row["question"]), row.get("hint"), blank=("nan",)),
+        answers=truth,
+        metric="mc" if choices else "exact",
+        options=choices,
+        kind=text(row.get("category")),
+        meta=meta,
+    )
 
 
 def _image(value: str, by_index: dict[str, str], meta: dict) -> bytes:

@@ -1,0 +1,197 @@
+"""The records file of a run and what guards it: one writer at a time, one set of settings, damaged
+lines moved aside instead of deleting what follows them.
+
+- **Lock**: ``OUT/.<records>.lock`` is held (``flock``) for the whole run; a second eval on the
+  same records file stops with one line (shards of one run, each with its own records file, may
+  share a folder). The kernel releases it when the process dies, even by SIGKILL.
+- **Settings**: ``OUT/<records>.run.json`` holds what the records were made with (the data, the
+  agent's tools, calibration and configuration, the model). A resume with other settings is refused
+  unless forced, since its records would mix two experiments under one summary.
+- **Damage**: every line is checked on resume: a line that is not a whole JSON record with an id
+  (a torn write, a disk error, an edit), or one that repeats an id, is moved to
+  ``<records>.quarantine.jsonl`` with its line number and reason, and its question is redone; the
+  records after it stay where they are.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from srice.errors import SriceError
+
+
+def lock_path(records: Path) -> Path:
+    return records.with_name(f".{records.stem}.lock")
+
+
+def settings_path(records: Path) -> Path:
+    return records.with_name(f"{records.stem}.run.json")
+
+
+@dataclass(frozen=True)
+class Damage:
+    line: int  # 1-based line number in the records file
+    reason: str
+    text: str  # the line as it was (decoded with replacement)
+
+
+def parse_records(data: bytes) -> tuple[list[dict], list[Damage]]:
+    """The whole, distinct records in ``data``, and the lines that are not (in file order)."""
+    records, damaged, seen = [], [], set()
+    for number, line in enumerate(data.splitlines(keepends=True), 1):
+        text = line.decode("utf-8", errors="replace")
+        reason = None
+        if not line.endswith(b"\n"):
+            reason = "torn: the last write was cut short"
+        else:
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                reason = f"not JSON ({e.msg})"
+            else:
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                    reason = "not a record (no id)"
+                elif record["id"] in seen:
+                    reason = f"a second record for {record['id']!r}"
+        if reason:
+            damaged.append(Damage(number, reason, text))
+            continue
+        seen.add(record["id"])
+        records.append(record)
+    return records, damaged
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every whole record in ``path`` (damaged lines skipped; ``repair`` moves them aside)."""
+    if not path.exists():
+        return []
+    return parse_records(path.read_bytes())[0]
+
+
+def repair(path: Path) -> tuple[list[dict], list[Damage]]:
+    """The whole records of ``path``; damaged lines are appended to the quarantine file beside it and
+    the records file is rewritten (atomically) without them."""
+    if not path.exists():
+        return [], []
+    data = path.read_bytes()
+    records, damaged = parse_records(data)
+    if damaged:
+        quarantine = quarantine_path(path)
+        with open(quarantine, "a", encoding="utf-8") as f:
+            for d in damaged:
+                f.write(json.dumps({"line": d.line, "reason": d.reason, "text": d.text}) + "\n")
+        bad = {d.line for d in damaged}
+        lines = data.splitlines(keepends=True)
+        _atomic_write(path, b"".join(line for n, line in enumerate(lines, 1) if n not in bad))
+    return records, damaged
+
+
+def quarantine_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".quarantine.jsonl")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # as an ordinary file, not mkstemp's 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunLock:
+    """Exclusive use of an output folder by one eval (``flock``; released when the process ends)."""
+
+    def __init__(self, records: Path):
+        self.path = lock_path(Path(records))
+        self.handle = None
+
+    def __enter__(self) -> RunLock:
+        self.handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise SriceError(
+                f"another srice eval (pid {holder}) is writing to {self.path.parent}; wait for it to end, "
+                "or give this run another --out"
+            ) from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(str(os.getpid()))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+
+
+def fingerprint(value) -> str:
+    """sha256 of a JSON-able value, canonical."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_settings(records: Path, settings: dict, *, force: bool = False) -> list[str]:
+    """Record ``settings`` for the records file ``records``, or compare them with the recorded ones.
+    Returns the differences (empty when the same); different settings are a ``SriceError`` unless
+    ``force``, which records the new ones beside the earlier (the summary then says it is mixed)."""
+    path = settings_path(Path(records))
+    out_dir = path.parent
+    if not path.exists():
+        _atomic_write(path, (json.dumps({"settings": settings, "earlier": []}, indent=2) + "\n").encode())
+        return []
+    try:
+        stored = json.loads(path.read_text())
+        before = stored["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SriceError(f"{path} is damaged ({e}); move it aside to start the run's settings anew") from None
+    changes = [
+        f"{key}: {_short(before.get(key))} -> {_short(settings.get(key))}"
+        for key in sorted(set(before) | set(settings))
+        if before.get(key) != settings.get(key)
+    ]
+    if changes and not force:
+        raise SriceError(
+            f"the records in {out_dir} were made with other settings ({'; '.join(changes)}); resume with the "
+            "same settings, give another --out, or pass --force to add records made with these"
+        )
+    if changes:
+        stored["earlier"] = [*stored.get("earlier", []), before]
+        stored["settings"] = settings
+        _atomic_write(path, (json.dumps(stored, indent=2) + "\n").encode())
+    return changes
+
+
+def mixed(out_dir: Path) -> bool:
+    """Whether records in ``out_dir`` were added under more than one set of settings (``--force``)."""
+    for path in Path(out_dir).glob("records*.run.json"):
+        try:
+            if json.loads(path.read_text()).get("earlier"):
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
