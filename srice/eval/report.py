@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,12 +54,15 @@ def tool_of(pathway: str) -> str:
     return pathway.split("[", 1)[0]
 
 
+_WHERE = re.compile(r"^\S+(?::\d+| row \d+): ")
+
+
 def _reason(kind: str | None, message: str) -> str:
     """A failure's reason for counting: its kind and message, without what varies per item (the
     part after the first ': ' when it names a path or value), at most 120 characters."""
     if kind == "timeout":
         return "timeout: the tool overran its time limit"
-    text = " ".join(str(message).split())
+    text = _WHERE.sub("", " ".join(str(message).split()))  # "data.jsonl:7: " says where, not why
     head, sep, _ = text.partition(": ")
     short = head if sep and len(head) >= 12 else text
     return f"{kind}: {short[:120]}" if kind else short[:120]
