@@ -39,9 +39,13 @@ def main() -> None:
     parser.add_argument("--calib-n", type=int, default=300, help="calibration questions (synth --seed 11)")
     parser.add_argument("--alpha", type=float, default=0.1, help="early-exit risk level")
     parser.add_argument("--pathways", default="yolo")
-    parser.add_argument("--kinds", default="colour,exists,colour_mc", help="synth question kinds")
+    parser.add_argument("--kinds", help="synth question kinds (default: those the toy bundle learned)")
     parser.add_argument("--out", help="keep the splits and runs here (default: a temp folder)")
     args = parser.parse_args()
+    if not args.kinds:
+        from srice.toy import bundle_kinds
+
+        args.kinds = ",".join(bundle_kinds())
 
     from contextlib import ExitStack
 

@@ -22,7 +22,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from srice.toy import TOY_DIR
+from srice.toy import TOY_DIR, bundle_kinds
 
 
 def true_box_request(item, image, config):
@@ -68,7 +68,7 @@ def main() -> None:
     data = Path(args.data or tempfile.mkdtemp(prefix="srice-ceiling-"))
     if not (data / "questions.jsonl").exists():
         srice = str(Path(sys.executable).with_name("srice"))
-        kinds = "colour,exists,colour_mc"  # what the toy was trained on
+        kinds = ",".join(bundle_kinds(bundle))  # what the toy was trained on
         command = [
             srice,
             "synth",

@@ -46,10 +46,11 @@ def direct_request(
     *,
     max_tokens: int = 16,
     top_logprobs: int = 5,
+    temperature: float = 0.0,
 ) -> Request:
     """The direct pathway: the full image, the question, and the answer instruction."""
     content = (image, question_text(question, options), answer_instruction(options))
-    return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=top_logprobs)
+    return Request((Message("user", content),), max_tokens, temperature, top_logprobs)
 
 
 def region_request(
@@ -70,13 +71,19 @@ def pathway_request(
     max_tokens: int = 16,
     top_logprobs: int = 5,
     texts: Sequence[str] = (),
+    temperature: float = 0.0,
 ) -> Request:
     """SRICE step 3: the full image and question, then the tool's view (a zoomed crop or marked
     boxes) and, from a tool that reads text (OCR), the text it read there, quoted."""
     intro = CROP_INTRO if kind == "crop" else BOXES_INTRO
-    read = (TEXT_INTRO + " " + "; ".join(f'"{t}"' for t in texts),) if texts else ()
+    read = (text_read(texts),) if texts else ()
     content = (image, question_text(question, options), intro, view, *read, answer_instruction(options))
-    return Request((Message("user", content),), max_tokens=max_tokens, top_logprobs=top_logprobs)
+    return Request((Message("user", content),), max_tokens, temperature, top_logprobs)
+
+
+def text_read(texts: Sequence[str]) -> str:
+    """The line that gives the model what a text-reading tool read in a view, each string quoted."""
+    return TEXT_INTRO + " " + "; ".join(f'"{t}"' for t in texts)
 
 
 def prompt_text(request: Request) -> str:

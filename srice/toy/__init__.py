@@ -2,6 +2,22 @@
 training data (``data``), vision pre-training (``vision``), MLLM and YOLO training, the bundle run
 that trains and calibrates both (``bundle``), and the tiny random-weight builder (``tiny``)."""
 
-from srice.toy.embedded import DETECTOR_CONF, PREDICT_SIZES, TOY_DIR, has_toy_yolo, toy_path, toy_yolo_options
+from srice.toy.embedded import (
+    DETECTOR_CONF,
+    PREDICT_SIZES,
+    TOY_DIR,
+    bundle_kinds,
+    has_toy_yolo,
+    toy_path,
+    toy_yolo_options,
+)
 
-__all__ = ["DETECTOR_CONF", "PREDICT_SIZES", "TOY_DIR", "has_toy_yolo", "toy_path", "toy_yolo_options"]
+__all__ = [
+    "DETECTOR_CONF",
+    "PREDICT_SIZES",
+    "TOY_DIR",
+    "bundle_kinds",
+    "has_toy_yolo",
+    "toy_path",
+    "toy_yolo_options",
+]

@@ -47,7 +47,12 @@ def code_version() -> str:
 
 
 def calibrate_bundle(
-    out: Path, seed: int, *, questions: int = 300, log: Callable[[str], None] = print
+    out: Path,
+    seed: int,
+    *,
+    questions: int = 300,
+    kinds: tuple[str, ...] = TOY_KINDS,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Fit the detector's calibrator (CRC recall threshold, then split-conformal box margins) and the
     uncertainty calibration on a synthetic split of their own."""
@@ -64,7 +69,7 @@ def calibrate_bundle(
     calib.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="srice-calib-") as tmp:
         data = Path(tmp) / "synth"
-        generate(data, seed=seed + CALIB_SEED_OFFSET, n=questions, knobs=SynthKnobs(kinds=TOY_KINDS))
+        generate(data, seed=seed + CALIB_SEED_OFFSET, n=questions, knobs=SynthKnobs(kinds=kinds))
         began = time.perf_counter()
         yolo = get_tool("yolo", **toy_yolo_options(out))
         records = load_coco(data / "annotations.json", data / "images")
@@ -134,7 +139,7 @@ def train_bundle(
             staging / "yolo-training.json", lambda: train_yolo.train(staging / "yolo.pt", yolo, log=log), log
         )
         log(f"detector trained in {yolo_report['total_seconds']:.0f} s")
-        calibration = calibrate_bundle(staging, seed, questions=calib_questions, log=log)
+        calibration = calibrate_bundle(staging, seed, questions=calib_questions, kinds=mllm.kinds, log=log)
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         manifest = {
             "seed": seed,
@@ -145,7 +150,7 @@ def train_bundle(
                 "mllm_train_synth_seed": seed + train_toy.TRAIN_SEED_OFFSET,
                 "detector_train_synth_seed": seed + train_yolo.TRAIN_SEED_OFFSET,
                 "calibration_synth_seed": calibration["data_seed"],
-                "kinds": list(TOY_KINDS),
+                "kinds": list(mllm.kinds),
             },
             "mllm": mllm_report,
             "detector": yolo_report,

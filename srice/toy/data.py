@@ -29,6 +29,7 @@ from PIL import Image
 from srice.agent import prompts
 from srice.agent.visual import Crop, crop_regions
 from srice.synth import SynthKnobs, make_image
+from srice.synth.questions import TEXT_KINDS
 from srice.synth.scene import SHAPES, Scene
 from srice.tools.regions import Regions
 
@@ -45,32 +46,43 @@ class Example:
 
 def targets_of(record: dict) -> list[str]:
     """What the region stage should name: the shape of each object the question is about ("What
-    colour is the small star?" -> ["star"]). The shape is all the detector matches on; copying
-    whole referring expressions out of the question was a copy task the toy model had not learnt
-    after 1300 steps (region accuracy 0.01-0.07), picking one of six shapes is a choice it can learn."""
-    if record["meta"]["refers"]:
-        phrases = list(record["meta"]["refers"])
-    else:
-        phrases = [record["question"].rstrip("?").split()[-1]] if record["kind"] == "exists" else []
-    shapes = [_shape_of(p) for p in phrases]
-    return list(dict.fromkeys(s for s in shapes if s))
+    colour is the small star?" -> ["star"], "How many red stars are there?" -> ["star"], "Is the red
+    star left or right of the blue circle?" -> ["star", "circle"]); [] when the question names no
+    shape ("What shape is the red object?", "How many red objects are there?"). The shape is all the
+    detector matches on; copying whole referring expressions out of the question was a copy task the
+    toy model had not learnt after 1300 steps (region accuracy 0.01-0.07), picking shapes is a choice
+    it can learn."""
+    phrases = list(record["meta"]["refers"]) or [record["question"].rstrip("?")]
+    shapes = [s for p in phrases for s in _shapes_in(p)]
+    return list(dict.fromkeys(shapes))
 
 
-def _shape_of(phrase: str) -> str | None:
-    return next((s for s in SHAPES if s in phrase.split()), None)
+def _shapes_in(phrase: str) -> list[str]:
+    """The shapes a phrase names, singular or plural ("stars", "crosses"), in order."""
+    out = []
+    for word in phrase.lower().split():
+        for shape in SHAPES:
+            if word in (shape, shape + "s", shape + "es"):
+                out.append(shape)
+    return out
 
 
-def detector_boxes(scene: Scene, record: dict, rng: np.random.Generator, miss: float) -> np.ndarray:
-    """What a calibrated shape detector would return for this question: every object of the target
-    shape(s), each box jittered by up to a quarter of its size; with probability ``miss`` a wrong
-    result instead (a random other object, or nothing)."""
+def detector_hits(scene: Scene, record: dict, rng: np.random.Generator, miss: float) -> list:
+    """The objects a calibrated shape detector would return for this question: every object of the
+    target shape(s); with probability ``miss`` (or when the question names no shape) a wrong result
+    instead (a random other object, or nothing)."""
     shapes = set(targets_of(record))
     hits = [o for o in scene.objects if o.shape in shapes]
     if rng.random() < miss or not hits:
         others = [o for o in scene.objects if o.shape not in shapes]
         hits = [others[int(rng.integers(len(others)))]] if others and rng.random() < 0.7 else []
+    return hits
+
+
+def jittered_boxes(objects, rng: np.random.Generator) -> np.ndarray:
+    """The objects' boxes, each side moved by up to a quarter of the box's size, as a detector's."""
     boxes = []
-    for o in hits:
+    for o in objects:
         x1, y1, x2, y2 = o.box
         w, h = x2 - x1, y2 - y1
         jitter = rng.uniform(-0.25, 0.25, size=4) * np.array([w, h, w, h])
@@ -78,12 +90,32 @@ def detector_boxes(scene: Scene, record: dict, rng: np.random.Generator, miss: f
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
 
-def detector_crop(scene: Scene, image: Image.Image, record: dict, rng, miss: float, **geometry) -> Crop:
-    """The agent's zoomed crop around ``detector_boxes`` (``geometry``: ``crop_regions`` options)."""
-    boxes = detector_boxes(scene, record, rng, miss)
+def detector_boxes(scene: Scene, record: dict, rng: np.random.Generator, miss: float) -> np.ndarray:
+    """``detector_hits``' boxes, jittered."""
+    return jittered_boxes(detector_hits(scene, record, rng, miss), rng)
+
+
+def crop_of(image: Image.Image, boxes: np.ndarray, **geometry) -> Crop:
+    """The agent's zoomed crop around ``boxes`` (``geometry``: ``crop_regions`` options)."""
     labels = ("object",) * len(boxes)
     regions = Regions(boxes=boxes, scores=np.ones(len(boxes)), labels=labels, image_size=image.size)
     return crop_regions(image, regions, **geometry)
+
+
+def detector_crop(scene: Scene, image: Image.Image, record: dict, rng, miss: float, **geometry) -> Crop:
+    """The agent's zoomed crop around ``detector_boxes``."""
+    return crop_of(image, detector_boxes(scene, record, rng, miss), **geometry)
+
+
+def ocr_hits(scene: Scene, record: dict, rng: np.random.Generator, miss: float) -> list:
+    """The one text plate an OCR pathway's view would show: the question's target when it carries
+    text, else (or with probability ``miss``) another plate; [] when the scene has none."""
+    plates = [o for o in scene.objects if o.text]
+    targets = [o for o in plates if o.id in record["meta"]["target_ids"]]
+    if targets and rng.random() >= miss:
+        return targets[:1]
+    others = [o for o in plates if o not in targets]
+    return [others[int(rng.integers(len(others)))]] if others else []
 
 
 def examples_for_image(
@@ -97,11 +129,13 @@ def examples_for_image(
     roles: Sequence[str] = ROLES,
     context: float = 0.25,
     min_side: int = 64,
+    quote: float = 0.0,
 ) -> list[Example]:
     """The direct and crop examples of every question of one rendered scene, and the region example
-    of a ``region_share`` of them (naming the target is a copy task, learnt from few examples).
-    ``context`` and ``min_side`` shape the crops (the agent's defaults; tighter ones early in
-    training, where the object fills the crop, teach the model to read crops at all)."""
+        of a ``region_share`` of them (naming the target is a copy task, learnt from few examples).
+        ``context`` and ``min_side`` shape the crops (the agent's defaults; tighter ones early in
+        training, where the object fills the crop, teach the model to read crops at all). A crop example
+    may quote the text of what it shows, as the OCR pathway does (``read_text``, ``quote``)."""
     out = []
     for r in records:
         options = r["options"]
@@ -111,8 +145,15 @@ def examples_for_image(
         if "direct" in roles:
             out.append(Example((image, text, instruction), answer, "direct", r))
         if "crop" in roles:
-            crop = detector_crop(scene, image, r, rng, miss, context=context, min_side=min_side).image
-            out.append(Example((image, text, prompts.CROP_INTRO, crop, instruction), answer, "crop", r))
+            # the OCR pathway's view (one plate, its text quoted) for a ``quote`` share of text
+            # questions and a third as many others, else the detector pathway's (no text)
+            share = quote if r["kind"] in TEXT_KINDS else quote / 3
+            plate = ocr_hits(scene, r, rng, miss) if share and rng.random() < share else []
+            hits = plate or detector_hits(scene, r, rng, miss)
+            crop = crop_of(image, jittered_boxes(hits, rng), context=context, min_side=min_side).image
+            quoted = (prompts.text_read([plate[0].text]),) if plate else ()
+            content = (image, text, prompts.CROP_INTRO, crop, *quoted, instruction)
+            out.append(Example(content, answer, "crop", r))
         if "region" in roles and rng.random() < region_share:
             reply = json.dumps(targets_of(r))
             out.append(Example((image, text, prompts.REGION_INSTRUCTION), reply, "region", r))

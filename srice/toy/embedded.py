@@ -34,6 +34,14 @@ def toy_path(name: str, root: Path = TOY_DIR) -> Path:
     return path
 
 
+def bundle_kinds(root: Path = TOY_DIR) -> tuple[str, ...]:
+    """The question kinds a bundle's model was trained on (its manifest's), which benchmarks ask."""
+    import json
+
+    manifest = json.loads(toy_path("manifest.json", root).read_text())
+    return tuple(manifest["data"]["kinds"])
+
+
 def has_toy_yolo(root: Path = TOY_DIR) -> bool:
     return (root / "yolo.pt").is_file()
 

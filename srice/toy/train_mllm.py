@@ -29,7 +29,7 @@ from srice.synth import SynthKnobs, make_image
 from srice.toy.data import Example, examples_for_image, stream, targets_of
 from srice.toy.tiny import TinySpec, build_tiny_model
 
-TOY_KINDS = ("colour", "exists", "colour_mc")
+TOY_KINDS = ("colour", "exists", "colour_mc")  # the shipped bundle's; ``KINDS`` has every kind
 TRAIN_SEED_OFFSET = 1000  # training images: synth seed 1000 + model seed
 
 
@@ -81,6 +81,9 @@ class TrainConfig:
     mc_fraction: float = 0.3
     miss: float = 0.2  # share of crop examples whose "detector" missed the target
     region_share: float = 0.35  # share of questions that also train the region stage
+    # share of text questions' crop examples shown as the OCR pathway shows them (one plate, its text
+    # quoted; a third as often for other kinds): 0 keeps the shipped bundle's data stream unchanged
+    ocr_views: float = 0.0
     threads: int = 2
     eval_images: int = 150  # held-out synthetic images for the end-of-training report
 
@@ -172,8 +175,8 @@ def _batches(model_dir: str, config: TrainConfig, phase: str) -> Iterator[dict]:
     focus = {"miss": 0.0, "context": config.focus_context, "min_side": config.focus_min_side}
     options, start = {
         "region": ({"roles": ("region",)}, 2 * 10**6),
-        "focus": ({"roles": ("crop",)} | focus, 10**6),
-        "full": ({"miss": config.miss, "region_share": config.region_share}, 0),
+        "focus": ({"roles": ("crop",), "quote": config.ocr_views} | focus, 10**6),
+        "full": ({"miss": config.miss, "region_share": config.region_share, "quote": config.ocr_views}, 0),
     }[phase]
     examples = stream(config.seed + TRAIN_SEED_OFFSET, config.knobs, start=start, **options)
     size = config.batch_size
@@ -299,7 +302,8 @@ def held_out_accuracy(model_dir: Path, config: TrainConfig) -> dict:
     examples = []
     for index in range(config.eval_images):
         scene, image, records = make_image(config.seed + TRAIN_SEED_OFFSET + 2 * 10**6, index, config.knobs)
-        examples.extend(examples_for_image(scene, image, records, np.random.default_rng(index), miss=0.0))
+        rng = np.random.default_rng(index)
+        examples.extend(examples_for_image(scene, image, records, rng, miss=0.0, quote=config.ocr_views))
     requests = [Request((Message("user", e.content),), max_tokens=12, top_logprobs=0) for e in examples]
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for e, c in zip(examples, backend.generate(requests)):

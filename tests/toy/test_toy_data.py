@@ -35,7 +35,9 @@ def test_every_question_gives_direct_crop_and_region_examples_in_the_agents_word
             text = prompts.question_text(r["question"], r["options"])
             assert direct.content == (image, text, prompts.answer_instruction(r["options"]))
             assert crop.content[:3] == (image, text, prompts.CROP_INTRO)
-            assert crop.content[4] == prompts.answer_instruction(r["options"])
+            assert crop.content[-1] == prompts.answer_instruction(r["options"])
+            # an OCR pathway's view quotes what it read, between the crop and the instruction
+            assert len(crop.content) == 5 or crop.content[4].startswith(prompts.TEXT_INTRO)
             assert max(crop.content[3].size) == 448  # the agent's crop size
             assert direct.answer == crop.answer == r["answer"]
             assert region.content == (image, text, prompts.REGION_INSTRUCTION)
@@ -63,6 +65,43 @@ def test_targets_name_the_object_the_question_is_about():
                 assert targets == [p.split()[-1] for p in r["meta"]["refers"]] and targets
             assert set(targets) <= set(SHAPES)
     assert seen == {"colour", "exists", "colour_mc"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "question", "refers", "expected"),
+    [
+        ("count", "How many stars are there?", [], ["star"]),
+        ("count", "How many red circles are there?", [], ["circle"]),
+        ("count", "How many red objects are there?", [], []),
+        ("leftright", "Is the red star left or right of the blue circle?", ["red star", "blue circle"],
+         ["star", "circle"]),
+        ("leftright", "Is the red star left or right of the blue star?", ["red star", "blue star"],
+         ["star"]),
+        ("shape_mc", "What shape is the red object?", ["red object"], []),
+        ("text", "What is written on the red square?", ["red square"], ["square"]),
+    ],
+)  # fmt: skip
+def test_targets_of_every_kind_are_the_shapes_the_question_names(kind, question, refers, expected):
+    record = {"kind": kind, "question": question, "meta": {"refers": refers}}
+    assert targets_of(record) == expected
+
+
+def test_text_questions_get_the_ocr_pathways_view_quoting_the_targets_text():
+    knobs = SynthKnobs(kinds=("text", "text_mc"))
+    quoted = 0
+    for index in range(8):
+        scene, image, records = make_image(43, index, knobs)
+        objects = _by_id(scene)
+        rng = np.random.default_rng(index)
+        always = examples_for_image(scene, image, records, rng, miss=0.0, quote=1.0, roles=("crop",))
+        never = examples_for_image(scene, image, records, rng, miss=0.0, quote=0.0, roles=("crop",))
+        for e, plain in zip(always, never):
+            text = objects[e.record["meta"]["target_ids"][0]].text
+            assert e.content[4] == prompts.text_read([text])  # the agent's own wording
+            instruction = prompts.answer_instruction(e.record["options"])
+            assert len(plain.content) == 5 and plain.content[4] == instruction
+            quoted += 1
+    assert quoted >= 8
 
 
 def _covers(boxes, box):
