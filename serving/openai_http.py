@@ -81,6 +81,7 @@ def _parse_choice(body: dict, seconds: float, server: str) -> Completion:
             finish_reason=choice.get("finish_reason") or "",
             seconds=seconds,
             prompt_tokens=int((body.get("usage") or {}).get("prompt_tokens") or 0),
+            completion_tokens=int((body.get("usage") or {}).get("completion_tokens") or len(tokens)),
             model=body.get("model", ""),
             server=server,
         )

@@ -44,6 +44,7 @@ class Completion:
     finish_reason: str
     seconds: float
     prompt_tokens: int = 0
+    completion_tokens: int = 0  # generated tokens (known even when no logprobs were asked for)
     model: str = ""
     server: str = ""
     error: str | None = None  # this request alone failed (the server rejected it, the reply was malformed)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # calibrators are handed in; the agent only calls their apply
 class AgentConfig:
     alpha: float = 0.1
     max_tokens: int = 16
+    temperature: float = 0.0  # of the answers (direct and pathways); region proposals are greedy
     top_logprobs: int = 20  # enough alternatives to see every option letter
     region_max_tokens: int = 48
     view: str = "crop"  # "crop": zoomed union of the regions; "boxes": regions drawn on the image
@@ -78,6 +79,8 @@ class AgentConfig:
         for name in ("top_logprobs", "top_views", "crop_context"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.temperature <= 2:
+            raise InputError(f"temperature must be in [0, 2], got {self.temperature}")
         if not self.tool_timeout > 0:
             raise InputError(f"tool_timeout must be > 0 seconds, got {self.tool_timeout}")
         if not self.union_max_share > 0:
@@ -201,8 +204,9 @@ class Agent:
     def _direct(self, w: _Work):
         a, cfg = w.answer, self.config
         return direct_request(
-            w.image, a.question, a.options, max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs
-        )
+            w.image, a.question, a.options, max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs,
+            temperature=cfg.temperature,
+        )  # fmt: skip
 
     def _proposal(self, w: _Work):
         return region_request(
@@ -214,6 +218,7 @@ class Agent:
         request = pathway_request(
             w.image, w.views[p.name], a.question, a.options, kind=cfg.view,
             max_tokens=cfg.max_tokens, top_logprobs=cfg.top_logprobs, texts=p.tool_text,
+            temperature=cfg.temperature,
         )  # fmt: skip
         p.prompt = prompt_text(request)
         return request
@@ -226,7 +231,7 @@ class Agent:
 
     def _read_targets(self, w: _Work, completion: Completion) -> None:
         """The regions the model asked for; a rejected proposal leaves the whole image, said so."""
-        w.answer.mllm_calls += 1
+        _count(w.answer, completion)
         w.answer.region_reply = completion.text
         w.answer.region_error = completion.error
         w.answer.targets = tuple(parse_targets(completion.text))
@@ -234,7 +239,7 @@ class Agent:
     def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
         """The pathway's answer and US. A multiple-choice answer is always one of the given letters:
         the one the reply reads as, else the most probable given option (``mapped``)."""
-        w.answer.mllm_calls += 1
+        _count(w.answer, completion)
         if completion.error is not None:
             p.error, p.error_kind = f"model: {completion.error}", "model"
             return p
@@ -362,3 +367,10 @@ def _in_daemon_thread(fn, *args) -> concurrent.futures.Future:
 
     threading.Thread(target=run, name=f"srice-tool-{getattr(args[0], 'name', '')}", daemon=True).start()
     return future
+
+
+def _count(answer: Answer, completion: Completion) -> None:
+    """One more model call for ``answer``, and its tokens (an API's ``usage``)."""
+    answer.mllm_calls += 1
+    answer.prompt_tokens += completion.prompt_tokens
+    answer.completion_tokens += completion.completion_tokens

@@ -57,6 +57,8 @@ class Answer:
     targets: tuple[str, ...] = ()
     trace: list[PathwayTrace] = field(default_factory=list)
     mllm_calls: int = 0
+    prompt_tokens: int = 0  # summed over every model call made for this answer
+    completion_tokens: int = 0
     early_exit: bool = False
     error: str | None = None  # set when the question could not be answered at all (e.g. bad image)
     item_id: str | None = None
@@ -89,6 +91,7 @@ class Answer:
             "region_error": self.region_error,
             "targets": list(self.targets),
             "mllm_calls": self.mllm_calls,
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens},
             "early_exit": self.early_exit,
             "error": self.error,
             "tokens": tokens_json(chosen.tokens) if (chosen := self.pathway_trace(self.pathway)) else [],

@@ -183,6 +183,25 @@ def build_agent(
 CALIBRATED_TOOLS = ("yolo", "owl", "sam", "ocr")  # tools whose regions have a conformal calibrator
 
 
+def early_exit_threshold(
+    variant: str | Variant, calib: str | Path | None = None
+) -> tuple[float | None, str | None]:
+    """The early-exit threshold of the uncertainty calibration ``build_agent`` would use, or None
+    and the reason there is none (for servers, where a request may ask for early exit)."""
+    folder = calib if calib is not None else _variant(variant).calibration_dir()
+    if not folder or not (Path(folder) / "uncertainty.json").exists():
+        return (
+            None,
+            "early exit needs an uncertainty calibration (srice calibrate --uncertainty, --calib DIR)",
+        )
+    from srice.calibration.uncertainty import UncertaintyCalibration
+
+    try:
+        return _exit_threshold(UncertaintyCalibration.load(Path(folder) / "uncertainty.json"), folder), None
+    except SriceError as e:
+        return None, str(e)
+
+
 def _exit_threshold(calibration, folder) -> float:
     """The early-exit threshold, or an error saying why there is none."""
     if calibration.early_exit is None:

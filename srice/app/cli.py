@@ -97,11 +97,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"srice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run vllm serve for a model variant until interrupted")
+    p = sub.add_parser(
+        "serve",
+        help="run vllm serve for a model variant until interrupted; with --agent, the SRICE agent behind "
+        "an OpenAI-compatible API",
+    )
     _serving_args(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--agent", action="store_true",
+        help="serve the SRICE agent (POST /v1/chat/completions, /v1/models, /health, /metrics) in front "
+        "of the model: a vllm serve started on a free port, or --server URL",
+    )  # fmt: skip
+    _backend_args(p)
+    _agent_args(p, "--tools")
+    p.add_argument("--max-tokens", type=int, default=16, help="default answer length (a request may ask)")
+    p.add_argument("--served-name", help="the agent's model name (default: the variant's + '-agent')")
+    p.add_argument("--api-key", help="require Authorization: Bearer KEY (default: $SRICE_API_KEY, else none)")
+    p.add_argument("--max-batch", type=int, default=16, help="questions answered together at most")
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=10.0,
+        help="how long the first waiting question waits for others to join its batch (default 10)",
+    )  # fmt: skip
+    p.add_argument("--max-queue", type=int, default=64, help="questions waiting at most; more get 429")
+    p.add_argument(
+        "--image-folder",
+        help="let requests name local image files inside this folder (default: data: URLs only)",
+    )
     p.set_defaults(func=commands.cmd_serve)
+
+    p = sub.add_parser(
+        "mcp", help="the calibrated tools (detect, read_text) and the SRICE answer as MCP tools"
+    )
+    _serving_args(p)
+    _backend_args(p)
+    _agent_args(p, "--tools")
+    p.set_defaults(tools="yolo,zoom")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument(
+        "--transport", choices=("stdio", "streamable-http"), default="stdio",
+        help="stdio (default: an MCP client launches this command) or streamable HTTP on --host:--port",
+    )  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="bind address for streamable-http (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument(
+        "--image-folder", help="let tools read image files inside this folder (default: data: URLs)"
+    )
+    p.set_defaults(func=commands.cmd_mcp)
 
     p = sub.add_parser("ask", help="answer one visual question with the SRICE agent")
     _serving_args(p)
@@ -170,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--yolo-epochs", type=int, help="detector training epochs (default: the recipe's, YoloConfig.epochs)"
     )
+    p.add_argument(
+        "--kinds", help="question kinds the MLLM learns, comma-separated or 'all' (default: the recipe's)"
+    )
+    p.add_argument(
+        "--ocr-views", type=float,
+        help="share of text questions' crop examples shown as the OCR pathway shows them (default 0)",
+    )  # fmt: skip
     p.add_argument("--resume", help="staging folder of a run that stopped: keep the stages it finished")
     p.add_argument("--json", action="store_true", help="print the manifest")
     p.set_defaults(func=commands.cmd_train_toy)

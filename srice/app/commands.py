@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from srice.errors import SriceError
@@ -41,6 +41,10 @@ def _agent(args, backend, variant, tools: str | None = None):
 
 
 def cmd_serve(args) -> int:
+    if args.agent:
+        return cmd_serve_agent(args)
+    if args.server or args.backend != "vllm":
+        raise SriceError("--server and --backend are for srice serve --agent (the agent in front of a model)")
     from srice.app.build import start_server
 
     server = start_server(args.variant, _serving(args), host=args.host, port=args.port)
@@ -60,6 +64,85 @@ def cmd_serve(args) -> int:
         if server.process is None:
             return 0
         raise SriceError(f"vllm serve exited with code {server.process.returncode}; log: {server.log_path}")
+
+
+def cmd_serve_agent(args) -> int:
+    """The agent behind an OpenAI-compatible API (``srice.app.server``), on one model backend, with
+    the tools loaded once; each distinct per-request setting gets its own (cheap) agent over them."""
+    _check_inputs(args)
+    import threading
+
+    from srice.agent import Agent
+    from srice.app import chat
+    from srice.app.build import early_exit_threshold, open_backend
+    from srice.app.server import ServerConfig, create_app, serve
+
+    folder = Path(args.image_folder).expanduser() if args.image_folder else None
+    if folder is not None and not folder.is_dir():
+        raise SriceError(f"--image-folder not found: {args.image_folder}")
+    api_key = args.api_key or os.environ.get("SRICE_API_KEY") or None
+    with ExitStack() as stack:
+        backend, variant = open_backend(args.variant, _serving(args), stack)
+        base = _agent(args, backend, variant)
+        threshold, why_not = early_exit_threshold(variant, args.calib)
+        tools = {t.name: t for t in base.tools}
+        agents: dict = {}
+        lock = threading.Lock()
+
+        def agent_for(settings: chat.Settings) -> Agent:
+            with lock:
+                if settings not in agents:
+                    exit_at = threshold if settings.early_exit else None
+                    config = replace(
+                        base.config, top_views=settings.top_views, max_tokens=settings.max_tokens,
+                        temperature=settings.temperature, early_exit=exit_at,
+                    )  # fmt: skip
+                    chosen = [tools[name] for name in settings.tools]
+                    agents[settings] = Agent(backend, chosen, base.calibrators, config, base.uncertainty)
+                return agents[settings]
+
+        defaults = chat.Settings(
+            tuple(tools), args.top_views, args.early_exit, args.max_tokens, base.config.temperature
+        )
+        config = ServerConfig(
+            model=args.served_name or f"{variant.served_name}-agent", tools=tuple(tools), defaults=defaults,
+            limits=chat.Limits(image_folder=folder), api_key=api_key, max_batch=args.max_batch,
+            batch_wait=args.batch_wait_ms / 1000, max_queue=args.max_queue,
+            check_backend=getattr(backend, "check", None), early_exit_unavailable=why_not,
+        )  # fmt: skip
+        app = create_app(agent_for, config)
+        where = f"http://{args.host}:{args.port}/v1"
+        print(f"srice agent {config.model!r} at {where} (tools: {', '.join(tools) or 'none'}; model backend "
+              f"{backend.name}); Ctrl-C stops it", file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            serve(app, args.host, args.port)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def cmd_mcp(args) -> int:
+    """The MCP server (``srice.app.mcp_server``): tools built now, the model backend on first answer."""
+    _check_inputs(args)
+    from srice.app.build import build_tools, load_calibrators, open_backend
+    from srice.app.mcp_server import SriceTools, serve
+    from srice.serving.variants import get_variant
+
+    variant = get_variant(args.variant)
+    names = _comma_list(args.tools)
+    built = build_tools(names, _tool_options(args.tool_weights), trust_weights=args.trust_weights)
+    calibrators = load_calibrators(args.calib if args.calib is not None else variant.calibration_dir(), names)
+    folder = Path(args.image_folder).expanduser().resolve() if args.image_folder else None
+    if folder is not None and not folder.is_dir():
+        raise SriceError(f"--image-folder not found: {args.image_folder}")
+    with ExitStack() as stack:
+
+        def make_agent():
+            backend, _ = open_backend(variant, _serving(args), stack, log=lambda text: None)
+            return _agent(args, backend, variant)
+
+        serve(SriceTools(make_agent, built, calibrators, folder), args.transport, args.host, args.port)
+    return 0
 
 
 def _comma_list(text: str | None) -> list[str]:
@@ -353,11 +436,17 @@ def cmd_train_toy(args) -> int:
     epochs = YoloConfig.epochs if args.yolo_epochs is None else args.yolo_epochs
     if steps < 1 or epochs < 1:
         raise SriceError("--steps and --yolo-epochs must be at least 1")
+    from srice.synth import SynthKnobs
+
+    kinds = SynthKnobs(kinds=None if args.kinds == "all" else args.kinds or TrainConfig.kinds).kinds
+    ocr_views = TrainConfig.ocr_views if args.ocr_views is None else args.ocr_views
+    if not 0 <= ocr_views <= 1:
+        raise SriceError(f"--ocr-views must be in [0, 1], got {ocr_views}")
     out = Path(args.out) if args.out else TOY_DIR
     manifest = train_bundle(
         out,
         seed=args.seed,
-        mllm=TrainConfig(steps=steps),
+        mllm=TrainConfig(steps=steps, kinds=tuple(kinds), ocr_views=ocr_views),
         yolo=YoloConfig(epochs=epochs),
         resume=args.resume,
         log=lambda text: print(text, file=sys.stderr, flush=True),
