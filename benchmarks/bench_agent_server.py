@@ -98,6 +98,7 @@ def main() -> None:
             began = time.perf_counter()
             replies = asyncio.run(concurrent())
             together = time.perf_counter() - began
+            batches = _batches(httpx.get(f"{url}/metrics").text)
             began = time.perf_counter()
             for item in items:
                 sync.chat.completions.create(model="srice-toy-agent", messages=message(item))
@@ -116,6 +117,19 @@ def main() -> None:
     print(f"server overhead per request: {(together - in_process) / n * 1000:+.0f} ms")
     print(f"micro-batching gain, concurrent / one at a time: {one_by_one / together:.2f}x")
     print(f"answers equal to in-process: {same}/{n}")
+    print(f"batches the concurrent clients' questions ran in: {batches[0]:.0f} (mean size {batches[1]:.1f})")
+
+
+def _batches(metrics: str) -> tuple[float, float]:
+    """(batches, mean questions per batch) so far, from the server's Prometheus text (the warm-up
+    question's batch subtracted)."""
+    values = {}
+    for line in metrics.splitlines():
+        if line.startswith(("srice_batch_size_count ", "srice_batch_size_sum ")):
+            name, value = line.split()
+            values[name] = float(value)
+    count, total = values["srice_batch_size_count"] - 1, values["srice_batch_size_sum"] - 1
+    return count, total / max(count, 1)
 
 
 if __name__ == "__main__":
