@@ -146,7 +146,7 @@ def build_agent(
     variant = _variant(variant)
     names = list(tools)
     built = build_tools(names, tool_weights, trust_weights=trust_weights)
-    folder = calib if calib is not None else variant.calibration_dir()
+    folder = calibration_folder(variant, calib)
     calibrators = load_calibrators(folder, names)
     where = f"in {folder}" if folder else f"(variant {variant.name!r} names no calibration folder)"
     score = None
@@ -183,12 +183,17 @@ def build_agent(
 CALIBRATED_TOOLS = ("yolo", "owl", "sam", "ocr")  # tools whose regions have a conformal calibrator
 
 
+def calibration_folder(variant: str | Variant, calib: str | Path | None = None) -> str | Path | None:
+    """The calibration folder an agent uses: the one named, else the variant's own (None: none)."""
+    return calib if calib is not None else _variant(variant).calibration_dir()
+
+
 def early_exit_threshold(
     variant: str | Variant, calib: str | Path | None = None
 ) -> tuple[float | None, str | None]:
     """The early-exit threshold of the uncertainty calibration ``build_agent`` would use, or None
     and the reason there is none (for servers, where a request may ask for early exit)."""
-    folder = calib if calib is not None else _variant(variant).calibration_dir()
+    folder = calibration_folder(variant, calib)
     if not folder or not (Path(folder) / "uncertainty.json").exists():
         return (
             None,

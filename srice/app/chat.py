@@ -97,10 +97,14 @@ _OPTION = re.compile(r"^\s*\(?([A-Z])[.):]\s+(\S.*)$")
 _SRICE_KEYS = {"options", "tools", "top_views", "early_exit", "trace"}
 
 
+def _without_instructions(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if line.strip().casefold() not in _INSTRUCTIONS)
+
+
 def split_options(text: str) -> tuple[str, tuple[str, ...] | None]:
     """The question and its options from harness-style text: a run of lines "A. ...", "B. ..." (or
     "A) ...", "(A) ...") with letters in order from A. Known answer instructions are dropped."""
-    lines = [line for line in text.splitlines() if line.strip().casefold() not in _INSTRUCTIONS]
+    lines = _without_instructions(text).splitlines()
     for start, line in enumerate(lines):
         m = _OPTION.match(line)
         if not m or m.group(1) != "A":
@@ -136,9 +140,7 @@ def parse_chat(
         options = extra["options"]
         if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
             raise ApiError(400, "srice.options must be a list of strings", param="srice.options")
-        question = "\n".join(
-            line for line in text.splitlines() if line.strip().casefold() not in _INSTRUCTIONS
-        ).strip()
+        question = _without_instructions(text).strip()
         options = tuple(options)
     else:
         question, options = split_options(text)

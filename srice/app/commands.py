@@ -124,14 +124,14 @@ def cmd_serve_agent(args) -> int:
 def cmd_mcp(args) -> int:
     """The MCP server (``srice.app.mcp_server``): tools built now, the model backend on first answer."""
     _check_inputs(args)
-    from srice.app.build import build_tools, load_calibrators, open_backend
+    from srice.app.build import build_tools, calibration_folder, load_calibrators, open_backend
     from srice.app.mcp_server import SriceTools, serve
     from srice.serving.variants import get_variant
 
     variant = get_variant(args.variant)
     names = _comma_list(args.tools)
     built = build_tools(names, _tool_options(args.tool_weights), trust_weights=args.trust_weights)
-    calibrators = load_calibrators(args.calib if args.calib is not None else variant.calibration_dir(), names)
+    calibrators = load_calibrators(calibration_folder(variant, args.calib), names)
     folder = Path(args.image_folder).expanduser().resolve() if args.image_folder else None
     if folder is not None and not folder.is_dir():
         raise SriceError(f"--image-folder not found: {args.image_folder}")

@@ -41,6 +41,7 @@ from srice.agent import Agent, Answer, Item
 from srice.app import chat
 from srice.app.batching import Job, MicroBatcher, QueueFull
 from srice.errors import InputError, ServingError, SriceError
+from srice.eval.report import tool_of
 from srice.images import load_image
 
 AgentFor = Callable[[chat.Settings], Agent]
@@ -101,10 +102,10 @@ class Metrics:
         self.latency.observe(seconds)
         self.model_calls.inc(answer.mllm_calls)
         if answer.pathway:
-            self.wins.labels(answer.pathway.split("[", 1)[0]).inc()
+            self.wins.labels(tool_of(answer.pathway)).inc()
         for p in answer.trace:
             if p.error and p.name != "direct":
-                self.tool_failures.labels(p.name.split("[", 1)[0], p.error_kind or "other").inc()
+                self.tool_failures.labels(tool_of(p.name), p.error_kind or "other").inc()
 
 
 def _error(e: chat.ApiError) -> JSONResponse:
@@ -212,13 +213,10 @@ def create_app(agent_for: AgentFor, config: ServerConfig) -> FastAPI:
             )
         cid = chat.completion_id()
         if parsed.stream:
-            return StreamingResponse(
-                _stream(job, stages, parsed, cid, time.monotonic()), media_type="text/event-stream"
-            )
+            return StreamingResponse(_stream(job, stages, parsed, cid), media_type="text/event-stream")
         answer = await _wait(job, request)
         if isinstance(answer, Response):
             return answer
-        metrics.answered(answer, time.monotonic() - job.enqueued)
         return JSONResponse(chat.completion_json(answer, parsed, config.model, cid))
 
     async def _wait(job: Job, request: Request) -> Answer | Response:
@@ -227,23 +225,17 @@ def create_app(agent_for: AgentFor, config: ServerConfig) -> FastAPI:
             while True:
                 done, _ = await asyncio.wait({job.future}, timeout=0.25)
                 if done:
-                    break
+                    return _outcome(job)
                 if await request.is_disconnected():
                     job.cancelled.set()
                     return Response(status_code=499)
-            answer = job.future.result()
-        except ServingError as e:
-            return _error(chat.ApiError(503, f"the model backend is unavailable: {e}", type="server_error"))
-        except SriceError as e:
-            return _error(chat.ApiError(500, f"{type(e).__name__}: {e}", type="server_error"))
+        except chat.ApiError as e:
+            return _error(e)
         except asyncio.CancelledError:
             job.cancelled.set()
             raise
-        if answer.error is not None:
-            return _error(chat.ApiError(400, answer.error, param="messages"))
-        return answer
 
-    async def _stream(job: Job, stages: asyncio.Queue, parsed: chat.ChatRequest, cid: str, began: float):
+    async def _stream(job: Job, stages: asyncio.Queue, parsed: chat.ChatRequest, cid: str):
         model = config.model
 
         def sse(obj) -> str:
@@ -258,16 +250,10 @@ def create_app(agent_for: AgentFor, config: ServerConfig) -> FastAPI:
                     continue
                 yield sse(chat.chunk_json(cid, model, {}, srice={"stage": text}))
             try:
-                answer = job.future.result()
-                if answer.error is not None:
-                    raise chat.ApiError(400, answer.error, param="messages")
+                answer = _outcome(job)
             except chat.ApiError as e:
                 yield sse(e.body())
-            except SriceError as e:
-                status = 503 if isinstance(e, ServingError) else 500
-                yield sse(chat.ApiError(status, str(e), type="server_error").body())
             else:
-                metrics.answered(answer, time.monotonic() - began)
                 logprobs = chat.logprobs_json(answer, parsed.top_logprobs) if parsed.logprobs else None
                 yield sse(
                     chat.chunk_json(cid, model, {"content": chat.content_of(answer)}, logprobs=logprobs)
@@ -281,6 +267,20 @@ def create_app(agent_for: AgentFor, config: ServerConfig) -> FastAPI:
         finally:  # the client left before the answer: its question is dropped if not yet started
             if not job.future.done():
                 job.cancelled.set()
+
+    def _outcome(job: Job) -> Answer:
+        """The finished job's answer, counted in the metrics, or the ``ApiError`` its failure is:
+        400 for a question the model rejected, 503 when the model backend is down."""
+        try:
+            answer = job.future.result()
+        except ServingError as e:
+            raise chat.ApiError(503, f"the model backend is unavailable: {e}", type="server_error") from None
+        except SriceError as e:
+            raise chat.ApiError(500, f"{type(e).__name__}: {e}", type="server_error") from None
+        if answer.error is not None:
+            raise chat.ApiError(400, answer.error, param="messages")
+        metrics.answered(answer, time.monotonic() - job.enqueued)
+        return answer
 
     return app
 

@@ -132,10 +132,10 @@ def examples_for_image(
     quote: float = 0.0,
 ) -> list[Example]:
     """The direct and crop examples of every question of one rendered scene, and the region example
-        of a ``region_share`` of them (naming the target is a copy task, learnt from few examples).
-        ``context`` and ``min_side`` shape the crops (the agent's defaults; tighter ones early in
-        training, where the object fills the crop, teach the model to read crops at all). A crop example
-    may quote the text of what it shows, as the OCR pathway does (``read_text``, ``quote``)."""
+    of a ``region_share`` of them (naming the target is a copy task, learnt from few examples).
+    ``context`` and ``min_side`` shape the crops (the agent's defaults; tighter ones early in
+    training, where the object fills the crop, teach the model to read crops at all). A ``quote``
+    share of crop examples is the OCR pathway's view: one plate, its text quoted (``ocr_hits``)."""
     out = []
     for r in records:
         options = r["options"]
