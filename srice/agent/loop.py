@@ -106,6 +106,16 @@ class _Work:
     views: dict[str, Image.Image] = field(default_factory=dict)  # what each tool pathway shows
 
 
+@dataclass
+class Batch:
+    """A batch between the agent's steps: every question, the ones still going on, and where the
+    stage descriptions go."""
+
+    work: list[_Work]
+    live: list[_Work]
+    stage: Callable[[str], None]
+
+
 class Agent:
     def __init__(
         self,
@@ -133,11 +143,22 @@ class Agent:
     ) -> list[Answer]:
         """``on_stage``, if given, is called with a short description as each stage starts (the
         demo streams these; called from this thread, so it must be quick)."""
+        batch = self.start(items, on_stage)
+        self.use_tools(batch)
+        return self.finish(batch)
+
+    # The three steps of ``answer_batch``, public so that a caller can overlap the steps of
+    # successive batches (``srice.agent.pipeline``): ``start`` and ``finish`` use the model,
+    # ``use_tools`` only the tools.
+
+    def start(self, items: Sequence[Item], on_stage: Callable[[str], None] | None = None) -> Batch:
+        """Read the questions and ask the model for the direct answers and region proposals."""
         stage = on_stage or (lambda text: None)
         work = [self._prepare(item) for item in items]
-        live = [w for w in work if w.image is not None]
+        batch = Batch(work, [w for w in work if w.image is not None], stage)
+        live = batch.live
         if not live:
-            return [w.answer for w in work]
+            return batch
         cfg = self.config
         directs = [self._direct(w) for w in live]
         together = cfg.early_exit is None
@@ -169,24 +190,35 @@ class Agent:
             for w, completion in zip(staying, self._generate([self._proposal(w) for w in staying])):
                 self._read_targets(w, completion)
             live = staying
+        batch.live = live
+        return batch
+
+    def use_tools(self, batch: Batch) -> None:
+        """Run every tool over the questions that go on to the tools (no model call)."""
+        if batch.live and self.tools:
+            batch.stage(f"tools: {', '.join(t.name for t in self.tools)}")
+            self._run_tools(batch.live)
+
+    def finish(self, batch: Batch) -> list[Answer]:
+        """Ask the model through every tool pathway's view, then keep the least uncertain answer."""
+        live = batch.live
         if live and self.tools:
-            stage(f"tools: {', '.join(t.name for t in self.tools)}")
-            self._run_tools(live)
             pending = [
                 (w, p) for w in live for p in w.pathways.values() if p.name != "direct" and p.error is None
             ]
             if pending:
-                stage(f"tool pathway answers ({len(pending)})")
+                batch.stage(f"tool pathway answers ({len(pending)})")
             requests = [self._pathway(w, p) for w, p in pending]
             for (w, p), completion in zip(pending, self._generate(requests)):
                 self._scored(w, p, completion)
-        stage("selection")
-        for w in work:
+        if any(w.image is not None for w in batch.work):
+            batch.stage("selection")
+        for w in batch.work:
             if w.image is not None and w.answer.error is None:
                 self._select(w)
             elif w.pathways:
                 w.answer.trace = list(w.pathways.values())
-        return [w.answer for w in work]
+        return [w.answer for w in batch.work]
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -255,11 +287,19 @@ class Agent:
     def _run_tools(self, live: list[_Work]) -> None:
         """Each tool once over the whole batch, all tools at once, each in a daemon thread (a hung
         tool is abandoned there: it holds up neither the batch beyond its limit nor the process's
-        exit). The limit is ``tool_timeout`` per image, times the batch; failures stay per pathway."""
+        exit). The limit is ``tool_timeout`` per image, times the batch; failures stay per pathway.
+        A tool whose ``detector`` is another of the agent's tools (SAM on YOLO's boxes) waits for
+        that tool and ``segment``s what it found, instead of running the detector a second time."""
         images = [w.image for w in live]
         targets = [list(w.answer.targets) for w in live]
         limit = self.config.tool_timeout * len(live)
-        jobs = {tool.name: _in_daemon_thread(_timed_batch, tool, images, targets) for tool in self.tools}
+        jobs = {}
+        for tool in sorted(self.tools, key=lambda t: self._source(t) is not None):
+            source = self._source(tool)
+            if source is None:
+                jobs[tool.name] = in_daemon_thread(_timed_batch, tool, images, targets)
+            else:
+                jobs[tool.name] = in_daemon_thread(_timed_segment, tool, images, source, jobs[source.name])
         deadline = time.monotonic() + limit
         for tool in self.tools:
             try:
@@ -270,6 +310,13 @@ class Agent:
             for w, output in zip(live, outputs):
                 for p in self._pathways(w, tool, output, seconds / len(live)):
                     w.pathways[p.name] = p
+
+    def _source(self, tool) -> Tool | None:
+        """The agent's own tool whose boxes ``tool`` segments, if it has one."""
+        detector = getattr(tool, "detector", None)
+        if detector is None or not callable(getattr(tool, "segment", None)):
+            return None
+        return next((t for t in self.tools if t is detector), None)
 
     def _pathways(self, w: _Work, tool, output, seconds: float) -> list[PathwayTrace]:
         """Calibrate one tool's output and build its view(s). A tool with ``separate_views`` (the
@@ -355,7 +402,34 @@ def _timed_batch(tool, images, targets) -> tuple[list, float]:
     return outputs, time.perf_counter() - began
 
 
-def _in_daemon_thread(fn, *args) -> concurrent.futures.Future:
+def _timed_segment(tool, images, source, detected: concurrent.futures.Future) -> tuple[list, float]:
+    """``tool.segment`` on what ``source`` found (its time only: the detection is the source's);
+    an image the detector failed on fails here too, with the detector's reason."""
+    found, _ = detected.result()
+    began = time.perf_counter()
+    ok = [i for i, d in enumerate(found) if not isinstance(d, str)]
+    outputs: list = [f"detector {source.name} failed: {d}" if isinstance(d, str) else None for d in found]
+    segmented = batch_or_each(_Segmenter(tool), [images[i] for i in ok], [found[i] for i in ok])
+    for i, output in zip(ok, segmented):
+        outputs[i] = output
+    return outputs, time.perf_counter() - began
+
+
+class _Segmenter:
+    """``tool.segment`` in a tool's call shapes, the detections in the targets' place, so that
+    ``batch_or_each`` keeps one image's failure to that image."""
+
+    def __init__(self, tool):
+        self.tool = tool
+
+    def batch(self, images, detections):
+        return self.tool.segment(images, detections)
+
+    def __call__(self, image, detection):
+        return self.tool.segment([image], [detection])[0]
+
+
+def in_daemon_thread(fn, *args) -> concurrent.futures.Future:
     """``fn(*args)`` in a daemon thread; its result or exception arrives through the future."""
     future: concurrent.futures.Future = concurrent.futures.Future()
 

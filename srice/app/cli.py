@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="i/n: this machine's share of the questions")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
+        "--pipeline", type=int, default=2, metavar="N",
+        help="batches in flight: the model starts and finishes batches while the tools work on another "
+        "(default 2; 1 runs one batch at a time, stage by stage; the records are the same)",
+    )  # fmt: skip
+    p.add_argument(
         "--max-tool-failures",
         type=float,
         default=0.05,

@@ -335,6 +335,8 @@ def cmd_eval(args) -> int:
     for name in ("max_tool_failures", "max_failed_items"):
         if not 0 <= getattr(args, name) <= 1:
             raise SriceError(f"--{name.replace('_', '-')} is a share in [0, 1], got {getattr(args, name)}")
+    if args.pipeline < 1:
+        raise SriceError(f"--pipeline is the number of batches in flight, at least 1, got {args.pipeline}")
     index, count = _parse_shard(args.shard)
     items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
     if count > 1:
@@ -353,7 +355,7 @@ def cmd_eval(args) -> int:
             agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
             progress=lambda k: bars[0].update(k), on_resume=resumed, on_batch=_warn_failures,
             on_damage=_say_damage, settings={"variant": variant.name, "model_files": variant.fingerprint()},
-            force=args.force,
+            force=args.force, pipeline=args.pipeline,
         )  # fmt: skip
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")

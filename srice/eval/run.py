@@ -1,14 +1,15 @@
 """Batch evaluation: run the agent over a benchmark, one JSONL record per question, resumable.
 
-Records are appended (and fsynced) as each batch finishes, so an interrupted run loses at most the
-batch in flight. On restart the records are checked line by line (``srice.eval.records``: a damaged
-line is moved aside and its question redone), the run's settings are compared with those the
-records were made with, and only questions without a record are run: none is redone or written
-twice. One eval writes to a folder at a time. A question the agent cannot answer (unreadable image,
-bad question, a row that is no question, a request the model rejects) gets a record with its error
-and score 0; a serving failure (the server down) stops the run instead, since every later question
-would fail the same way, and the next run resumes where it stopped. A failed write (a full disk)
-leaves the file whole, up to the last batch, and stops with one line.
+Records are appended (and fsynced) as each batch finishes, in order, so an interrupted run loses at
+most the batches in flight (``pipeline`` of them: the model and the tools work on successive batches
+at once, ``srice.agent.pipeline``). On restart the records are checked line by line
+(``srice.eval.records``: a damaged line is moved aside and its question redone), the run's settings
+are compared with those the records were made with, and only questions without a record are run:
+none is redone or written twice. One eval writes to a folder at a time. A question the agent cannot
+answer (unreadable image, bad question, a row that is no question, a request the model rejects) gets
+a record with its error and score 0; a serving failure (the server down) stops the run instead,
+since every later question would fail the same way, and the next run resumes where it stopped. A
+failed write (a full disk) leaves the file whole, up to the last batch, and stops with one line.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from srice.agent import Agent, Item
 from srice.agent.answers import normalize_vqa_answer
+from srice.agent.pipeline import pipelined
 from srice.agent.trace import Answer
 from srice.errors import SriceError
 from srice.eval.items import EvalItem
@@ -67,12 +69,14 @@ def run(
     on_damage: Callable[[list[Damage], Path], None] | None = None,
     settings: dict | None = None,
     force: bool = False,
+    pipeline: int = 2,
 ) -> EvalRun:
     """Answer every item that has no record yet, a batch at a time, appending its records.
     ``on_batch`` gets each batch's records once they are on disk (the CLI warns about failures);
     ``on_damage`` the lines of the records file that were moved aside. ``settings`` adds to what
     the run's settings hold (the CLI adds the variant and the model's files); ``force`` accepts a
-    resume with other settings."""
+    resume with other settings. ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs
+    one batch at a time, stage by stage); records are the same either way."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / records_name(shard)
@@ -87,11 +91,13 @@ def run(
             on_resume(len(items) - len(todo))
         began, written = time.perf_counter(), 0
         with open(path, "ab", buffering=0) as f:  # unbuffered: a failed write leaves nothing to flush
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                t0 = time.perf_counter()
-                answers = _answer(agent, batch)
-                seconds = (time.perf_counter() - t0) / len(batch)
+            batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+            last = time.perf_counter()
+            for batch, answers in zip(batches, _answers(agent, batches, pipeline)):
+                # a question's seconds: the wall time since the batch before came back, shared out,
+                # so the records' seconds add up to the run's time with or without a pipeline
+                now = time.perf_counter()
+                seconds, last = (now - last) / len(batch), now
                 records = [make_record(item, answer, seconds) for item, answer in zip(batch, answers)]
                 _append(f, path, records, len(done) + written)
                 written += len(batch)
@@ -147,16 +153,17 @@ def _item_key(item: EvalItem) -> list:
     return [item.id, item.question, item.options, item.answers, item.metric, str(image), item.error]
 
 
-def _answer(agent: Agent, batch: Sequence[EvalItem]) -> list[Answer]:
-    """The agent's answers, in order; a row the loader could not read is answered by its error."""
-    readable = [i for i in batch if i.error is None]
-    answers = iter(agent.answer_batch([Item(i.image, i.question, i.options, i.id) for i in readable]))
-    return [
-        next(answers)
-        if i.error is None
-        else Answer(question=i.question, options=None, error=i.error, item_id=i.id)
-        for i in batch
-    ]
+def _answers(agent: Agent, batches: list[list[EvalItem]], pipeline: int) -> Iterator[list[Answer]]:
+    """Each batch's answers, in order; a row the loader could not read is answered by its error."""
+    readable = ([Item(i.image, i.question, i.options, i.id) for i in b if i.error is None] for b in batches)
+    for batch, answers in zip(batches, pipelined(agent, readable, pipeline)):
+        given = iter(answers)
+        yield [
+            next(given)
+            if i.error is None
+            else Answer(question=i.question, options=None, error=i.error, item_id=i.id)
+            for i in batch
+        ]
 
 
 def set_covers(prediction_set: Sequence[str], item: EvalItem) -> bool:
