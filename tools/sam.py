@@ -12,6 +12,11 @@ it returns becomes a SAM box prompt, and SAM's mask replaces the box's outline. 
   are kept in ``meta["prompt_boxes"]``; SAM's predicted mask IoUs in ``meta["mask_scores"]``.
 - Scores and labels stay the detector's: SAM says where the object is, not whether it is there.
 
+Sharing a detector: ``segment`` takes boxes a detector already found, so an agent that also runs
+that detector as a tool of its own hands SAM the tool's boxes instead of detecting twice
+(``Agent``; ``build_tools`` gives the embedded ``sam`` the ``yolo`` tool itself). ``max_prompts``
+keeps a detector's best boxes only: SAM returns one full-size mask per box.
+
 Batching: images are encoded by SAM's ViT in batches of ``batch_size`` (the expensive part), and the
 prompts of each image are decoded in chunks of ``prompt_chunk`` boxes.
 
@@ -34,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from srice.errors import InputError, ToolError
-from srice.tools.base import BaseTool, Tool, require, torch_device
+from srice.tools.base import BaseTool, Tool, check_image, require, torch_device
 from srice.tools.regions import Regions
 
 SRICE_SAM_FORMAT = "srice-sam-v1"
@@ -138,6 +143,7 @@ class SamTool(BaseTool):
         tighten_boxes: bool = True,
         batch_size: int = 4,
         prompt_chunk: int = 64,
+        max_prompts: int | None = None,
     ) -> None:
         if weights is not None:  # the name every other tool uses for its model file
             if checkpoint is not None and str(checkpoint) != str(weights):
@@ -153,14 +159,15 @@ class SamTool(BaseTool):
             raise InputError("detector_options only apply when the detector is given by name")
         if not callable(getattr(detector, "batch", None)):
             raise InputError(f"detector must be a tool (with .batch), got {type(detector).__name__}")
-        if batch_size < 1 or prompt_chunk < 1:
-            raise ValueError("batch_size and prompt_chunk must be positive")
+        if batch_size < 1 or prompt_chunk < 1 or (max_prompts is not None and max_prompts < 1):
+            raise ValueError("batch_size, prompt_chunk and max_prompts must be positive")
         self.detector = detector
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.model_type = model_type
         self.device = device
         self.multimask, self.clip_to_box, self.tighten_boxes = multimask, clip_to_box, tighten_boxes
         self.batch_size, self.prompt_chunk = int(batch_size), int(prompt_chunk)
+        self.max_prompts = None if max_prompts is None else int(max_prompts)
         self._sam = None
 
     @property
@@ -175,8 +182,18 @@ class SamTool(BaseTool):
         return self._sam
 
     def _run(self, images: list[Image.Image], targets: list[tuple[str, ...]]) -> list[Regions]:
-        sam = self.sam  # a bad checkpoint fails before the detector spends anything
-        detections = self.detector.batch(images, targets)
+        _ = self.sam  # a bad checkpoint fails before the detector spends anything
+        return self.segment(images, self.detector.batch(images, targets))
+
+    def segment(self, images: Sequence[Image.Image], detections: Sequence[Regions]) -> list[Regions]:
+        """SAM's masks for boxes a detector found in these images (the best ``max_prompts`` each)."""
+        sam = self.sam
+        images = [check_image(image) for image in images]
+        if len(detections) != len(images):
+            raise InputError(
+                f"segment needs one detection per image: {len(images)} images, {len(detections)} given"
+            )
+        detections = [self._best(d) for d in detections]
         todo = [i for i, d in enumerate(detections) if len(d)]
         results = [
             d
@@ -194,6 +211,11 @@ class SamTool(BaseTool):
             for i, (masks, mask_scores) in zip(chunk, masks_scores):
                 results[i] = self._finish(detections[i], masks, mask_scores)
         return results
+
+    def _best(self, det: Regions) -> Regions:
+        if self.max_prompts is None or len(det) <= self.max_prompts:
+            return det
+        return det.select(np.argsort(-det.scores, kind="stable")[: self.max_prompts])
 
     def _segment(
         self, sam, images: list[Image.Image], dets: list[Regions]

@@ -232,8 +232,8 @@ def embedded_options(name: str) -> dict:
         return {"weights": str(tiny.tiny_owl()), "max_det": 50}
     if name == "sam":
         # SAM returns one full-size mask per box: 20 boxes of a 1344 px image are already 36 MB
-        detector = get_tool("yolo", **(embedded_options("yolo") | {"max_det": 20}))
-        return {"checkpoint": str(tiny.tiny_sam()), "detector": detector}
+        detector = get_tool("yolo", **embedded_options("yolo"))
+        return {"checkpoint": str(tiny.tiny_sam()), "detector": detector, "max_prompts": 20}
     return {}
 
 
@@ -268,9 +268,11 @@ def build_tools(
     if unknown:
         raise InputError(f"unknown or unused tool(s) {unknown}; valid tools: {', '.join(sorted(TOOLS))}")
     check_tool_weights(weights)
-    tools = []
-    for name in names:
+    built = {}
+    for name in sorted(names, key=lambda n: n == "sam"):  # sam last: it may take yolo's boxes
         options = embedded_options(name)
+        if name == "sam" and "yolo" in built and "yolo" not in weights:
+            options["detector"] = built["yolo"]  # the same detector: the agent hands sam its boxes
         if name in weights:
             options["checkpoint" if name == "sam" else "weights"] = weights[name]
             if name == "yolo":
@@ -278,8 +280,8 @@ def build_tools(
         tool = get_tool(name, **options)
         if name in weights:
             tool.load()  # weights the user named are checked now, before any question
-        tools.append(tool)
-    return tools
+        built[name] = tool
+    return [built[name] for name in names]
 
 
 def load_calibrators(folder: str | Path | None, names: Sequence[str]) -> dict:

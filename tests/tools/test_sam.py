@@ -116,3 +116,59 @@ def test_missing_and_corrupt_checkpoints_give_tool_errors(tmp_path, detector):
     torch.save(blob, wrong)
     with pytest.raises(ToolError, match="does not fit"):
         SamTool(detector=detector, checkpoint=wrong)(scene(), [])
+
+
+class Counted:
+    """The real detector, counting the images it is run on and failing on 200 px wide ones."""
+
+    def __init__(self, tool):
+        self.tool, self.name, self.images = tool, tool.name, 0
+        self.separate_views, self.reads_text = False, False
+
+    def batch(self, images, targets):
+        self.images += len(images)
+        if any(i.width == 200 for i in images):
+            raise ToolError("no 200 px images")
+        return self.tool.batch(images, targets)
+
+    def __call__(self, image, targets):
+        return self.batch([image], [targets])[0]
+
+
+def test_an_agent_with_yolo_and_sam_detects_once_and_sam_segments_yolos_best_boxes(detector):
+    """The model is a ``Scripted`` stand-in (no targets, fixed answers): this test is about the tools."""
+    from conftest import Scripted
+    from srice.agent import Agent, AgentConfig, Item
+
+    counted = Counted(detector)
+    shared = SamTool(detector=counted, checkpoint=tiny_sam(), max_prompts=3)
+    agent = Agent(Scripted({"direct": {"red": 0.5, "blue": 0.5}, "view": {"red": 0.9, "blue": 0.1}}, "[]"),
+                  [counted, shared], config=AgentConfig(top_views=0))  # fmt: skip
+    images = [scene(320, 240, seed=1), scene(200, 260, seed=2), scene(320, 240, seed=3)]
+    answers = agent.answer_batch([Item(image, "What colour is the circle?") for image in images])
+    # one detection for both pathways: the batch, then each image alone once the batch failed
+    # (without sharing, sam's own detector would have done the same again: 12)
+    assert counted.images == 3 + 3
+    bad = answers[1].pathway_trace("sam")
+    assert bad.error == "detector yolo failed: ToolError: no 200 px images" and bad.error_kind == "tool"
+    for i in (0, 2):
+        got = answers[i].pathway_trace("sam").regions
+        alone = SamTool(detector=detector, checkpoint=tiny_sam(), max_prompts=3)(images[i], [])
+        found = detector(images[i], [])
+        assert len(found) > 3 and len(got["boxes"]) == 3  # the detector's 3 best boxes prompted SAM
+        best = found.boxes[np.argsort(-found.scores)[:3]]
+        np.testing.assert_allclose(got["meta"]["prompt_boxes"], best, atol=0.01)
+        np.testing.assert_allclose(got["boxes"], alone.boxes, atol=0.01)
+        assert answers[i].pathway_trace("yolo").ok
+
+
+def test_build_tools_gives_sam_the_yolo_tool_itself_unless_yolo_has_other_weights():
+    from srice.app.build import build_tools
+
+    sam, yolo = build_tools(["sam", "yolo"])
+    assert sam.detector is yolo and sam.max_prompts == 20
+    [alone] = build_tools(["sam"])  # its own detector, run the same way: the same boxes either way
+    assert alone.detector is not yolo
+    assert (alone.detector.weights, alone.detector.max_det) == (yolo.weights, yolo.max_det)
+    sam, yolo = build_tools(["sam", "yolo"], {"yolo": str(tiny_yolo())})
+    assert sam.detector is not yolo
