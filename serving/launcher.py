@@ -84,6 +84,7 @@ class VllmServer:
         log_path: Path | None = None,
         startup_timeout: float = 300.0,
         env: dict[str, str] | None = None,
+        die_with_parent: bool = False,
     ):
         self.model = str(model)
         self.served_name = served_name or Path(self.model).name
@@ -95,6 +96,9 @@ class VllmServer:
         self.log_path = Path(log_path) if log_path else None
         self.startup_timeout = startup_timeout
         self.extra_env = dict(env or {})
+        # the kernel stops the server when the thread that started it dies, even by SIGKILL (a Ray
+        # actor killed with its driver); off by default: the demo starts servers from threads that end
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None  # kept after stop(), to check that the process group is gone
         self.started_seconds: float | None = None
@@ -133,6 +137,8 @@ class VllmServer:
             env |= CPU_ENV
         env |= self.extra_env
         cmd = self.command()
+        if self.die_with_parent:
+            cmd = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
@@ -201,6 +207,13 @@ class VllmServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# prctl(PR_SET_PDEATHSIG, SIGTERM), kept across exec; gives up if the parent is already gone
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
 
 def server_for(variant, **options) -> VllmServer:

@@ -189,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 2; 1 runs one batch at a time, stage by stage; the records are the same)",
     )  # fmt: skip
     p.add_argument(
+        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        help="answer on a Ray cluster: 'auto' (the cluster this machine is in), HOST:PORT, or nothing "
+        "for a local cluster of this machine; records are written here, once, as without Ray",
+    )  # fmt: skip
+    p.add_argument("--ray-workers", type=int, default=2, metavar="N", help="agent workers (default 2)")
+    p.add_argument("--ray-worker-cpus", type=float, default=1.0, metavar="N", help="CPUs per worker (1)")
+    p.add_argument(
+        "--ray-worker-gpus", type=float, default=0.0, metavar="N",
+        help="GPUs per worker, for tools on GPU (default 0; a fraction shares one)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray-retries", type=int, default=2, metavar="N",
+        help="times Ray runs a batch again on a replaced worker when its worker dies (default 2)",
+    )  # fmt: skip
+    p.add_argument(
         "--max-tool-failures",
         type=float,
         default=0.05,

@@ -343,20 +343,24 @@ def cmd_eval(args) -> int:
         items = shard(items, index, count)
     bars = []
     with ExitStack() as stack:
-        backend, variant = open_backend(args.variant, _serving(args), stack)
-        agent = _agent(args, backend, variant)
 
         def resumed(done: int) -> None:
             if done:
                 print(f"resuming: {done} of {len(items)} questions already have records", file=sys.stderr)
             bars.append(stack.enter_context(Progress(len(items), done=done)))
 
-        result = evaluate.run(
-            agent, items, args.out, shard=(index, count), batch_size=args.batch_size,
-            progress=lambda k: bars[0].update(k), on_resume=resumed, on_batch=_warn_failures,
-            on_damage=_say_damage, settings={"variant": variant.name, "model_files": variant.fingerprint()},
-            force=args.force, pipeline=args.pipeline,
+        options = dict(
+            shard=(index, count), batch_size=args.batch_size, progress=lambda k: bars[0].update(k),
+            on_resume=resumed, on_batch=_warn_failures, on_damage=_say_damage, force=args.force,
         )  # fmt: skip
+        if args.ray is not None:
+            result = _eval_on_ray(args, items, stack, options)
+        else:
+            backend, variant = open_backend(args.variant, _serving(args), stack)
+            agent = _agent(args, backend, variant)
+            result = evaluate.run(
+                agent, items, args.out, settings=_variant_settings(variant), pipeline=args.pipeline, **options
+            )
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")
     print(f"{result.written} questions in {result.seconds:.1f} s; records: {result.records_path}")
@@ -364,6 +368,51 @@ def cmd_eval(args) -> int:
     for line in over:
         print(f"srice: error: {line}; records and summary are written to {args.out}", file=sys.stderr)
     return EXIT_OVER_FAILURE_LIMITS if over else 0
+
+
+def _variant_settings(variant) -> dict:
+    return {"variant": variant.name, "model_files": variant.fingerprint()}
+
+
+def _eval_on_ray(args, items, stack, options):
+    """``srice eval --ray``: the same records, answered by agent workers on a Ray cluster."""
+    from functools import partial
+
+    from srice.app.build import get_variant
+    from srice.eval import run as evaluate
+    from srice.eval.ray_eval import RayConfig, RayPool
+
+    if options["shard"] != (0, 1):
+        raise SriceError("--shard and --ray do not mix: Ray spreads the questions over its workers")
+    config = RayConfig(address=args.ray, workers=args.ray_workers, worker_cpus=args.ray_worker_cpus,
+                       worker_gpus=args.ray_worker_gpus, retries=args.ray_retries)  # fmt: skip
+    variant, serving = get_variant(args.variant), _serving(args)
+    own_servers = serving.backend == "vllm" and not serving.server
+    say = partial(print, file=sys.stderr, flush=True)
+    servers = partial(_node_server, args) if own_servers else None
+    pool = stack.enter_context(RayPool(config, partial(_worker_agent, args), servers, say))
+    settings = evaluate.data_settings(items, (0, 1)) | pool.settings() | _variant_settings(variant)
+    return evaluate.write(items, args.out, pool.answers, settings=settings, **options)
+
+
+def _worker_agent(args, url: str | None):
+    """A Ray worker's agent: the one a plain run builds, on its node's model server ``url``."""
+    from dataclasses import replace
+
+    from srice.app.build import open_backend
+
+    serving = _serving(args)
+    if url is not None:
+        serving = replace(serving, server=url)
+    backend, variant = open_backend(args.variant, serving, ExitStack(), log=lambda text: None)
+    return _agent(args, backend, variant)
+
+
+def _node_server(args):
+    """The ``vllm serve`` a Ray node runs for its workers (not yet started)."""
+    from srice.app.build import start_server
+
+    return start_server(args.variant, _serving(args), log=lambda text: None)
 
 
 def _say_damage(damaged, quarantine) -> None:

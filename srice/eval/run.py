@@ -19,7 +19,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
@@ -40,7 +40,9 @@ from srice.eval.records import (
     repair,
 )
 
-__all__ = ["EvalRun", "make_record", "read_records", "records_name", "run", "run_settings"]
+__all__ = [
+    "EvalRun", "answers", "make_record", "read_records", "records_name", "run", "run_settings", "write",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,26 +64,45 @@ def run(
     out_dir: str | Path,
     *,
     shard: tuple[int, int] = (0, 1),
+    settings: dict | None = None,
+    pipeline: int = 2,
+    **options,
+) -> EvalRun:
+    """Answer every item that has no record yet with ``agent`` in this process (see ``write``).
+    ``settings`` adds to what the run's settings hold (the CLI adds the variant and the model's
+    files). ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs one batch at a time,
+    stage by stage); the records are the same either way."""
+    return write(
+        items, out_dir, lambda batches: answers(agent, batches, pipeline),
+        settings=run_settings(agent, items, shard) | (settings or {}), shard=shard, **options,
+    )  # fmt: skip
+
+
+def write(
+    items: Sequence[EvalItem],
+    out_dir: str | Path,
+    answer: Callable[[list[list[EvalItem]]], Iterable[list[Answer]]],
+    *,
+    settings: dict,
+    shard: tuple[int, int] = (0, 1),
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     on_batch: Callable[[list[dict]], None] | None = None,
     on_damage: Callable[[list[Damage], Path], None] | None = None,
-    settings: dict | None = None,
     force: bool = False,
-    pipeline: int = 2,
 ) -> EvalRun:
-    """Answer every item that has no record yet, a batch at a time, appending its records.
-    ``on_batch`` gets each batch's records once they are on disk (the CLI warns about failures);
-    ``on_damage`` the lines of the records file that were moved aside. ``settings`` adds to what
-    the run's settings hold (the CLI adds the variant and the model's files); ``force`` accepts a
-    resume with other settings. ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs
-    one batch at a time, stage by stage); records are the same either way."""
+    """The one writer of a run's records: every item without a record, a batch at a time, its
+    answers from ``answer`` (given the batches, it yields each one's answers in order: this
+    process's agent, or a Ray pool's, ``srice.eval.ray_eval``). ``settings`` are what the records
+    depend on (``run_settings``). ``on_batch`` gets each batch's records once they are on disk (the
+    CLI warns about failures); ``on_damage`` the lines of the records file that were moved aside;
+    ``force`` accepts a resume with other settings."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / records_name(shard)
     with RunLock(path):
-        check_settings(path, run_settings(agent, items, shard) | (settings or {}), force=force)
+        check_settings(path, settings, force=force)
         existing, damaged = repair(path)
         if damaged and on_damage:
             on_damage(damaged, quarantine_path(path))
@@ -93,12 +114,12 @@ def run(
         with open(path, "ab", buffering=0) as f:  # unbuffered: a failed write leaves nothing to flush
             batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
             last = time.perf_counter()
-            for batch, answers in zip(batches, _answers(agent, batches, pipeline)):
+            for batch, given in zip(batches, answer(batches)):
                 # a question's seconds: the wall time since the batch before came back, shared out,
-                # so the records' seconds add up to the run's time with or without a pipeline
+                # so the records' seconds add up to the run's time however the batches overlap
                 now = time.perf_counter()
                 seconds, last = (now - last) / len(batch), now
-                records = [make_record(item, answer, seconds) for item, answer in zip(batch, answers)]
+                records = [make_record(item, a, seconds) for item, a in zip(batch, given, strict=True)]
                 _append(f, path, records, len(done) + written)
                 written += len(batch)
                 if on_batch:
@@ -131,11 +152,20 @@ def _append(f, path: Path, records: list[dict], before: int) -> None:
 def run_settings(agent: Agent, items: Sequence[EvalItem], shard: tuple[int, int]) -> dict:
     """What the records depend on, as ``run.json`` keeps it: the questions, the model behind the
     backend, the tools, their calibrators, the uncertainty score and the agent's configuration."""
-    us = agent.uncertainty
+    return data_settings(items, shard) | agent_settings(agent)
+
+
+def data_settings(items: Sequence[EvalItem], shard: tuple[int, int]) -> dict:
     return {
         "data": fingerprint([_item_key(i) for i in items]),
         "questions": len(items),
         "shard": f"{shard[0]}/{shard[1]}",
+    }
+
+
+def agent_settings(agent: Agent) -> dict:
+    us = agent.uncertainty
+    return {
         "model": getattr(agent.backend, "identity", agent.backend.name),
         "tools": [t.name for t in agent.tools],
         "calibrators": {name: fingerprint(c.record()) for name, c in sorted(agent.calibrators.items())},
@@ -153,11 +183,12 @@ def _item_key(item: EvalItem) -> list:
     return [item.id, item.question, item.options, item.answers, item.metric, str(image), item.error]
 
 
-def _answers(agent: Agent, batches: list[list[EvalItem]], pipeline: int) -> Iterator[list[Answer]]:
+def answers(agent: Agent, batches: Iterable[list[EvalItem]], pipeline: int = 1) -> Iterator[list[Answer]]:
     """Each batch's answers, in order; a row the loader could not read is answered by its error."""
     readable = ([Item(i.image, i.question, i.options, i.id) for i in b if i.error is None] for b in batches)
-    for batch, answers in zip(batches, pipelined(agent, readable, pipeline)):
-        given = iter(answers)
+    batches = list(batches)
+    for batch, replies in zip(batches, pipelined(agent, readable, pipeline)):
+        given = iter(replies)
         yield [
             next(given)
             if i.error is None
