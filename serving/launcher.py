@@ -58,7 +58,7 @@ def find_vllm(executable: str | None = None) -> str:
 def require_w4a16(what: str, executable: str | None = None) -> None:
     """A ``ServingError`` when this machine's vLLM CPU build cannot run W4A16 checkpoints
     (``cpu_kernels``); nothing on a GPU machine, or where no vllm is installed (serving says so)."""
-    if _has_gpu():
+    if has_gpu():
         return
     try:
         python = vllm_python(find_vllm(executable))
@@ -133,7 +133,7 @@ class VllmServer:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.served_name).lstrip(".") or "model"
             self.log_path = logs / f"vllm-{safe}-{self.port}.log"
         env = os.environ | QUIET_ENV | (OFFLINE_ENV if self.offline else {})
-        if not _has_gpu():
+        if not has_gpu():
             env |= CPU_ENV
         env |= self.extra_env
         cmd = self.command()
@@ -243,7 +243,8 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
+    """An NVIDIA GPU on this machine (vLLM's GPU build then serves, and not on the CPU)."""
     return shutil.which("nvidia-smi") is not None
 
 

@@ -335,8 +335,7 @@ def cmd_eval(args) -> int:
     for name in ("max_tool_failures", "max_failed_items"):
         if not 0 <= getattr(args, name) <= 1:
             raise SriceError(f"--{name.replace('_', '-')} is a share in [0, 1], got {getattr(args, name)}")
-    if args.pipeline < 1:
-        raise SriceError(f"--pipeline is the number of batches in flight, at least 1, got {args.pipeline}")
+    depth = _pipeline_depth(args.pipeline, _serving(args))
     index, count = _parse_shard(args.shard)
     items = load_items(args.data, limit=args.limit)  # raises on duplicate ids: records are keyed by them
     if count > 1:
@@ -359,7 +358,7 @@ def cmd_eval(args) -> int:
             backend, variant = open_backend(args.variant, _serving(args), stack)
             agent = _agent(args, backend, variant)
             result = evaluate.run(
-                agent, items, args.out, settings=_variant_settings(variant), pipeline=args.pipeline, **options
+                agent, items, args.out, settings=_variant_settings(variant), pipeline=depth, **options
             )
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")
@@ -368,6 +367,25 @@ def cmd_eval(args) -> int:
     for line in over:
         print(f"srice: error: {line}; records and summary are written to {args.out}", file=sys.stderr)
     return EXIT_OVER_FAILURE_LIMITS if over else 0
+
+
+def _pipeline_depth(text: str, serving) -> int:
+    """--pipeline: a number, or auto: overlap the model and the tools only when they do not compete
+    for this machine's cores (measured on 2 CPU cores: pipelined 0.83x of stage by stage)."""
+    from urllib.parse import urlparse
+
+    from srice.serving.launcher import has_gpu
+
+    if text != "auto":
+        try:
+            depth = int(text)
+        except ValueError:
+            depth = 0
+        if depth < 1:
+            raise SriceError(f"--pipeline is auto or the number of batches in flight (>= 1), got {text!r}")
+        return depth
+    remote = serving.server and urlparse(serving.server).hostname not in ("127.0.0.1", "localhost", "::1")
+    return 2 if serving.backend == "vllm" and (remote or has_gpu()) else 1
 
 
 def _variant_settings(variant) -> dict:

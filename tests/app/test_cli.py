@@ -12,6 +12,7 @@ import pytest
 from conftest import run_srice as srice
 from conftest import scene
 from srice.agent.prompts import direct_request
+from srice.errors import SriceError
 from srice.images import load_image
 from srice.serving.launcher import free_port
 
@@ -225,3 +226,19 @@ def test_demo_script_answers():
 
     answer = r.stdout.splitlines()[0].removeprefix("answer: ").strip()
     assert answer in PALETTE and "logprobs: " in r.stdout, r.stdout
+
+
+def test_pipeline_depth_auto_overlaps_only_a_model_that_does_not_share_this_cpu():
+    from srice.app.build import ServingConfig
+    from srice.app.commands import _pipeline_depth
+    from srice.serving.launcher import has_gpu
+
+    here = 2 if has_gpu() else 1
+    assert _pipeline_depth("auto", ServingConfig()) == here  # vllm serve started on this machine
+    assert _pipeline_depth("auto", ServingConfig(server="http://127.0.0.1:8000")) == here
+    assert _pipeline_depth("auto", ServingConfig(server="http://10.1.2.3:8000")) == 2
+    assert _pipeline_depth("auto", ServingConfig(backend="transformers")) == 1  # the model in this process
+    assert _pipeline_depth("3", ServingConfig()) == 3
+    for bad in ("0", "two"):
+        with pytest.raises(SriceError, match="--pipeline"):
+            _pipeline_depth(bad, ServingConfig())

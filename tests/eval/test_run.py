@@ -125,9 +125,10 @@ def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp
 
 def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(questions, vllm_server, tmp_path):
     """SIGINT while the detector works on a batch: the command ends in seconds (it used to wait for
-    the detector's thread), with whole records only, and a rerun finishes the rest once each."""
+    the detector's thread), with whole records only, and a rerun finishes the rest once each; all
+    with two batches in flight (the model works on one while the detector works on the other)."""
     args = ["--data", str(questions), "--pathways", "yolo", "--variant", "tiny", "--server", vllm_server.url,
-            "--batch-size", "4", "--max-failed-items", "0.2"]  # fmt: skip
+            "--batch-size", "4", "--max-failed-items", "0.2", "--pipeline", "2"]  # fmt: skip
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "srice", "eval", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
