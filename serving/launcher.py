@@ -126,6 +126,12 @@ class VllmServer:
             return self
         if is_w4a16(self.model):  # before start-up: the engine would only die at its first request
             require_w4a16(f"serving the W4A16 checkpoint {self.model}", self.executable)
+        if not has_gpu() and executor_backend(self.args) == "ray":
+            raise ServingError(
+                f"{self.served_name}: vLLM's Ray executor (--distributed-executor-backend ray) does not run "
+                "on CPU ('current platform cpu does not support ray', vLLM issue 21602); on CPU serve with "
+                "mp or uni, and scale out with srice eval --ray (one vllm serve per node)"
+            )
         self.port = self.port or free_port(self.host)
         if self.log_path is None:
             logs = cache_dir() / "logs"
@@ -207,6 +213,17 @@ class VllmServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def executor_backend(args: Sequence[str]) -> str | None:
+    """The ``--distributed-executor-backend`` that vllm serve arguments ask for, if any."""
+    flag = "--distributed-executor-backend"
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 # prctl(PR_SET_PDEATHSIG, SIGTERM), kept across exec; gives up if the parent is already gone

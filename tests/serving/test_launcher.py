@@ -12,7 +12,7 @@ import pytest
 from conftest import scene
 from srice.agent.prompts import direct_request
 from srice.errors import ServingError
-from srice.serving.launcher import VllmServer
+from srice.serving.launcher import VllmServer, executor_backend, has_gpu
 from srice.serving.openai_http import OpenAIBackend
 
 
@@ -96,3 +96,18 @@ def test_server_that_exits_reports_its_log(tmp_path):
 def test_missing_executable_is_a_clear_error():
     with pytest.raises(ServingError, match="vllm executable not found.*/nonexistent/vllm"):
         VllmServer("m", executable="/nonexistent/vllm").command()
+
+
+@pytest.mark.skipif(has_gpu(), reason="vLLM's Ray executor runs on GPU machines")
+@pytest.mark.parametrize(
+    "args", [["--distributed-executor-backend", "ray"], ["--distributed-executor-backend=ray"]]
+)  # noqa: E501
+def test_the_ray_executor_on_cpu_is_refused_before_anything_starts(tmp_path, args):
+    script = tmp_path / "vllm"
+    script.write_text(f"#!/bin/sh\ntouch {tmp_path / 'started'}\nsleep 60\n")
+    script.chmod(0o755)
+    server = VllmServer("m", executable=str(script), args=["--tensor-parallel-size", "2", *args])
+    with pytest.raises(ServingError, match="does not run on CPU.*21602"):
+        server.start()
+    assert not (tmp_path / "started").exists()
+    assert executor_backend(["--distributed-executor-backend", "mp"]) == "mp" and executor_backend([]) is None
