@@ -13,7 +13,6 @@ pipelined / stage by stage, and whether the two runs' records are identical (tim
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from collections import defaultdict
@@ -32,7 +31,8 @@ def main() -> None:
 
     from srice import ServingConfig, build_agent, open_backend
     from srice.eval.data import load_items
-    from srice.eval.run import read_records, run
+    from srice.eval.records import comparable, read_records
+    from srice.eval.run import run
     from srice.synth import SynthKnobs, generate
     from srice.toy import bundle_kinds
 
@@ -53,7 +53,7 @@ def main() -> None:
             run(agent, items, work / f"depth{depth}", batch_size=args.batch_size, pipeline=depth)
             walls[depth] = time.perf_counter() - began
             stages[depth] = dict(spent)
-    records = {d: [_untimed(r) for r in read_records(work / f"depth{d}" / "records.jsonl")] for d in walls}
+    records = {d: [comparable(r) for r in read_records(work / f"depth{d}" / "records.jsonl")] for d in walls}
     same = sum(a == b for a, b in zip(records[1], records[args.depth]))
     model, tools_s = stages[1]["model"], stages[1]["tools"]
     piped = stages[args.depth]
@@ -89,18 +89,6 @@ def _timed_stages(agent) -> dict:
     agent.finish = timed("model", agent.finish)
     agent.use_tools = timed("tools", agent.use_tools)
     return spent
-
-
-def _untimed(value):
-    """A record without its timings, floats to 6 digits: vLLM batches concurrent requests
-    differently from run to run, which moves logprobs in the 8th digit."""
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.6g}")
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if k != "seconds"}
-    if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -195,3 +196,16 @@ def mixed(out_dir: Path) -> bool:
 def _short(value) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def comparable(record, digits: int = 6):
+    """A record as two runs of the same questions should agree on it: timings left out, floats to
+    ``digits`` significant digits (vLLM batches concurrent requests differently from run to run,
+    which moves logprobs in the 8th digit). For comparing a run with another (tests, benchmarks)."""
+    if isinstance(record, float) and math.isfinite(record):
+        return float(f"{record:.{digits}g}")
+    if isinstance(record, dict):
+        return {k: comparable(v, digits) for k, v in record.items() if k != "seconds"}
+    if isinstance(record, list):
+        return [comparable(v, digits) for v in record]
+    return record

@@ -6,7 +6,6 @@ SIGKILLed mid-run leaves whole records, no model server behind, and a rerun fini
 from __future__ import annotations
 
 import json
-import math
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from conftest import run_srice as srice
 from conftest import scene
-from srice.eval.run import read_records
+from srice.eval.records import comparable, read_records
 
 N = 12
 ARGS = ["--variant", "tiny", "--pathways", "yolo,zoom", "--batch-size", "2", "--max-failed-items", "0.1"]
@@ -59,22 +58,11 @@ def plain(questions, vllm_server, tmp_path_factory):
 
 
 def _comparable(out) -> dict:
-    """The records by id, timings left out and floats to 6 digits: vLLM batches concurrent requests
-    differently from run to run, which moves logprobs in the 8th digit."""
-
-    def rounded(value):
-        if isinstance(value, float) and math.isfinite(value):
-            return float(f"{value:.6g}")
-        if isinstance(value, dict):
-            return {k: rounded(v) for k, v in value.items() if k != "seconds"}
-        if isinstance(value, list):
-            return [rounded(v) for v in value]
-        return value
-
+    """The records by id, as two runs should agree on them (``srice.eval.records.comparable``)."""
     records = read_records(out / "records.jsonl")
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)), "a question was written twice"
-    return {r["id"]: rounded(r) for r in records}
+    return {r["id"]: comparable(r) for r in records}
 
 
 def _pids(word: str) -> set[int]:
