@@ -40,6 +40,14 @@ def vllm_server(tiny_variant, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def http_backend(vllm_server):
+    """The HTTP backend to the shared ``vllm serve``."""
+    from srice.serving.openai_http import OpenAIBackend
+
+    return OpenAIBackend(vllm_server.url, vllm_server.served_name, timeout=120)
+
+
+@pytest.fixture(scope="session")
 def hf_backend(tiny_model):
     from srice.serving.hf import TransformersBackend
 

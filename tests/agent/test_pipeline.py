@@ -13,7 +13,6 @@ from conftest import scene
 from srice.agent import Agent, AgentConfig, Item
 from srice.agent.pipeline import pipelined
 from srice.errors import InputError
-from srice.serving.openai_http import OpenAIBackend
 from srice.tools import get_tool
 from srice.tools.tiny import tiny_yolo
 
@@ -71,11 +70,6 @@ class LoggedAgent(Agent):
 
 
 @pytest.fixture(scope="module")
-def http(vllm_server):
-    return OpenAIBackend(vllm_server.url, vllm_server.served_name, timeout=120)
-
-
-@pytest.fixture(scope="module")
 def yolo():
     return get_tool("yolo", weights=str(tiny_yolo()), conf=0.001)
 
@@ -105,11 +99,11 @@ def _view(answers):
 
 
 @pytest.mark.parametrize("depth", [2, 3])
-def test_pipelined_answers_equal_one_batch_at_a_time_and_the_stages_overlap(http, yolo, depth):
+def test_pipelined_answers_equal_one_batch_at_a_time_and_the_stages_overlap(http_backend, yolo, depth):
     batches = _batches()
     alone_log, piped_log = Log(), Log()
-    alone = list(pipelined(_agent(http, yolo, alone_log), batches, depth=1))
-    piped = list(pipelined(_agent(http, yolo, piped_log), batches, depth=depth))
+    alone = list(pipelined(_agent(http_backend, yolo, alone_log), batches, depth=1))
+    piped = list(pipelined(_agent(http_backend, yolo, piped_log), batches, depth=depth))
     assert _view(piped) == _view(alone)
     assert [a.item_id for b in piped for a in b] == [i.id for b in batches for i in b]  # in order
 
@@ -136,6 +130,6 @@ def test_pipelined_answers_equal_one_batch_at_a_time_and_the_stages_overlap(http
     assert peak == depth and in_flight == 0
 
 
-def test_a_bad_depth_is_refused(http):
+def test_a_bad_depth_is_refused(http_backend):
     with pytest.raises(InputError, match="at least|>= 1"):
-        list(pipelined(Agent(http), _batches(1), depth=0))
+        list(pipelined(Agent(http_backend), _batches(1), depth=0))

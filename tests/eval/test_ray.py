@@ -140,18 +140,8 @@ def test_a_driver_killed_mid_run_leaves_whole_records_and_no_server_and_a_rerun_
         time.sleep(0.5)
     assert not _pids("vllm serve") - servers_before, "the node's model server outlived its driver"
     assert not _pids("ray::AgentWorker"), "the driver's workers outlived it"
-    r = srice(
-        "eval",
-        "--data",
-        str(questions),
-        "--out",
-        str(out),
-        *ARGS,
-        "--ray",
-        cluster,
-        "--server",
-        vllm_server.url,
-    )
+    r = srice("eval", "--data", str(questions), "--out", str(out), *ARGS, "--ray", cluster,
+              "--server", vllm_server.url)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"resuming: {len(kept)} of {N} questions already have records" in r.stderr
     assert _comparable(out) == plain
