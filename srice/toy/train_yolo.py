@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -150,7 +151,10 @@ def train(
         )
         ultralytics = import_ultralytics()
         trained = time.perf_counter()
-        with _kept_global_state():
+        with _kept_global_state(), warnings.catch_warnings():
+            # with ray installed, ultralytics' Ray Tune callback asks Ray for a trial each epoch and
+            # warns that there is none: this training is no Ray Tune trial
+            warnings.filterwarnings("ignore", message=".*get_trial_id", category=UserWarning)
             model = ultralytics.YOLO(str(_model_yaml(config, work, ultralytics)))
             model.train(
                 data=str(data),
