@@ -97,6 +97,24 @@ class Scripted:
         return out
 
 
+def run_readme_python(after: str, url: str, replacement: str, timeout: float = 600) -> str:
+    """The README's first Python block after the heading text ``after``, run as a user would in a
+    separate process, with only the server ``url`` it names replaced; what it printed."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    [block] = re.findall(r"```python\n(.*?)```", readme[readme.index(after) :], re.S)[:1]
+    assert url in block, f"the README block after {after!r} no longer uses {url}"
+    code = block.replace(url, replacement)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=timeout
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
 def run_srice(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     """``srice ARGS`` as a user runs it: a separate process, output captured."""
     return subprocess.run(

@@ -293,9 +293,9 @@ class Agent:
         images = [w.image for w in live]
         targets = [list(w.answer.targets) for w in live]
         limit = self.config.tool_timeout * len(live)
-        jobs = {}
-        for tool in sorted(self.tools, key=lambda t: self._source(t) is not None):
-            source = self._source(tool)
+        jobs, sources = {}, {tool.name: self._source(tool) for tool in self.tools}
+        for tool in sorted(self.tools, key=lambda t: sources[t.name] is not None):  # sources first
+            source = sources[tool.name]
             if source is None:
                 jobs[tool.name] = in_daemon_thread(_timed_batch, tool, images, targets)
             else:

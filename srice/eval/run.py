@@ -185,8 +185,8 @@ def _item_key(item: EvalItem) -> list:
 
 def answers(agent: Agent, batches: Iterable[list[EvalItem]], pipeline: int = 1) -> Iterator[list[Answer]]:
     """Each batch's answers, in order; a row the loader could not read is answered by its error."""
+    batches = list(batches)  # read twice: once for the agent, once to put the answers back in place
     readable = ([Item(i.image, i.question, i.options, i.id) for i in b if i.error is None] for b in batches)
-    batches = list(batches)
     for batch, replies in zip(batches, pipelined(agent, readable, pipeline)):
         given = iter(replies)
         yield [

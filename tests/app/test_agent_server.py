@@ -340,15 +340,12 @@ def test_the_image_limit_and_local_paths(toy_vllm, tmp_path):
 
 def test_readme_client_example_runs_as_written(agent_server):
     """The README's openai SDK block, run as a user would (only the server URL is this test's)."""
-    import re
+    from conftest import run_readme_python
 
-    readme = (ROOT / "README.md").read_text()
-    [block] = re.findall(r"```python\n(.*?)```", readme[readme.index("OpenAI-compatible API") :], re.S)[:1]
-    assert "http://127.0.0.1:8001/v1" in block
-    code = block.replace("http://127.0.0.1:8001", agent_server.url)
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    answer, us = r.stdout.strip().rsplit(" ", 1)
+    stdout = run_readme_python(
+        "OpenAI-compatible API", "http://127.0.0.1:8001/v1", f"{agent_server.url}/v1", 300
+    )
+    answer, us = stdout.strip().rsplit(" ", 1)
     assert answer and float(us) >= 0
 
 

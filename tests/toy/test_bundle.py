@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,16 +111,8 @@ def test_vllm_serves_the_toy_model_with_the_same_greedy_answers(toy_server, toy_
 
 def test_readme_python_api_example_runs_as_written(toy_server):
     """The README's Python API block, run as a user would (only the server URL is this test's)."""
-    import re
-    import subprocess
-    import sys
+    from conftest import run_readme_python
 
-    root = Path(__file__).resolve().parents[2]
-    readme = (root / "README.md").read_text()
-    [block] = re.findall(r"```python\n(.*?)```", readme[readme.index("Python API") :], re.S)[:1]
-    assert "http://127.0.0.1:8000" in block
-    code = block.replace("http://127.0.0.1:8000", toy_server.url)
-    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    answer, _, pathways = r.stdout.strip().splitlines()[-1].partition(" [")
-    assert "'direct'" in pathways and "'yolo[0]'" in pathways, r.stdout
+    stdout = run_readme_python("Python API", "http://127.0.0.1:8000", toy_server.url)
+    answer, _, pathways = stdout.strip().splitlines()[-1].partition(" [")
+    assert "'direct'" in pathways and "'yolo[0]'" in pathways, stdout
