@@ -242,3 +242,21 @@ def test_pipeline_depth_auto_overlaps_only_a_model_that_does_not_share_this_cpu(
     for bad in ("0", "two"):
         with pytest.raises(SriceError, match="--pipeline"):
             _pipeline_depth(bad, ServingConfig())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ray", "--ray-workers", "0"], "--ray-workers must be >= 1"),
+        (["--ray", "--ray-retries", "-1"], "--ray-retries must be >= 0"),
+        (["--ray", "--shard", "0/2"], "--shard and --ray do not mix"),
+        (["--pipeline", "none"], "--pipeline is auto or"),
+    ],
+)
+def test_bad_scale_out_options_are_refused_before_any_work(tmp_path, extra, message):
+    scene().save(tmp_path / "a.png")
+    (tmp_path / "q.jsonl").write_text('{"id": "q", "image": "a.png", "question": "Is there a star?"}\n')
+    data, out = str(tmp_path / "q.jsonl"), str(tmp_path / "out")
+    r = srice("eval", "--data", data, "--out", out, "--variant", "tiny", *extra, timeout=120)
+    assert r.returncode != 0 and message in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "out" / "records.jsonl").exists()
