@@ -18,7 +18,9 @@ from contextlib import ExitStack
 from bench_serving import picture  # the same synthetic pictures
 
 from srice.agent import Item
-from srice.app.build import ServingConfig, build_agent, open_backend
+from srice.builder.agents import build_agent
+from srice.serving.backends import open_backend
+from srice.serving.config import ServingConfig
 
 
 class Timed:

@@ -39,9 +39,9 @@ def main() -> None:
     import openai
 
     from srice import Item, ServingConfig, build_agent, open_backend
+    from srice.builtin.toy_bundle import bundle_kinds
     from srice.serving.launcher import free_port
     from srice.synth import SynthKnobs, generate
-    from srice.toy import bundle_kinds
 
     work = Path(tempfile.mkdtemp(prefix="srice-bench-server-"))
     generate(work / "synth", seed=args.seed, n=args.n, knobs=SynthKnobs(kinds=bundle_kinds()))

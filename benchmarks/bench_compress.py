@@ -83,8 +83,9 @@ def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool
     from contextlib import ExitStack
 
     from srice.agent.prompts import direct_request
-    from srice.app.build import ServingConfig, open_backend
     from srice.images import load_image
+    from srice.serving.backends import open_backend
+    from srice.serving.config import ServingConfig
 
     with ExitStack() as stack:
         serving = ServingConfig(backend="vllm" if serve else "transformers", concurrency=16)
@@ -111,7 +112,7 @@ def accuracy(row: Row, backend, variant, items, args, work: Path) -> None:
     from bench_toy_ceiling import true_box_request  # a script beside this one
 
     from srice.agent import AgentConfig
-    from srice.app.build import build_agent
+    from srice.builder.agents import build_agent
     from srice.eval import run as evaluate
     from srice.eval.metrics import score
     from srice.eval.report import all_records, summarize

@@ -43,13 +43,14 @@ def main() -> None:
     parser.add_argument("--out", help="keep the splits and runs here (default: a temp folder)")
     args = parser.parse_args()
     if not args.kinds:
-        from srice.toy import bundle_kinds
+        from srice.builtin.toy_bundle import bundle_kinds
 
         args.kinds = ",".join(bundle_kinds())
 
     from contextlib import ExitStack
 
-    from srice.app.build import ServingConfig, start_server
+    from srice.serving.backends import start_server
+    from srice.serving.config import ServingConfig
     from srice.serving.variants import get_variant
 
     work = Path(args.out or tempfile.mkdtemp(prefix="srice-early-exit-"))

@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from srice import ServingConfig, build_agent, open_backend
+    from srice.builtin.toy_bundle import bundle_kinds
     from srice.eval.data import load_items
     from srice.eval.records import comparable, read_records
     from srice.eval.run import run
     from srice.synth import SynthKnobs, generate
-    from srice.toy import bundle_kinds
 
     work = Path(tempfile.mkdtemp(prefix="srice-bench-pipeline-"))
     generate(work / "synth", seed=args.seed, n=args.n, knobs=SynthKnobs(kinds=bundle_kinds()))

@@ -33,9 +33,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from srice import ServingConfig, open_backend
+    from srice.builtin.toy_bundle import bundle_kinds
     from srice.eval.records import comparable, read_records
     from srice.synth import SynthKnobs, generate
-    from srice.toy import bundle_kinds
 
     work = Path(tempfile.mkdtemp(prefix="srice-bench-ray-"))
     generate(work / "synth", seed=args.seed, n=args.n, knobs=SynthKnobs(kinds=bundle_kinds()))

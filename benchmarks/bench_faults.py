@@ -61,9 +61,10 @@ def main() -> None:
     parser.add_argument("--out", help="keep the data and runs here (default: a temp folder)")
     args = parser.parse_args()
 
-    from srice.app.build import ServingConfig, start_server
     from srice.eval.records import read_records
     from srice.eval.report import failures
+    from srice.serving.backends import start_server
+    from srice.serving.config import ServingConfig
     from srice.serving.variants import get_variant
 
     work = Path(args.out or tempfile.mkdtemp(prefix="srice-faults-"))

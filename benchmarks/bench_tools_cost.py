@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7, help="synth split seed")
     args = parser.parse_args()
 
-    from srice.app.build import build_tools, embedded_options
+    from srice.builder.toolbox import build_tools, embedded_options
     from srice.images import load_image
     from srice.synth import generate
     from srice.tools import get_tool

@@ -32,7 +32,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from srice.toy import TOY_DIR, bundle_kinds, toy_yolo_options
+from srice.builtin.toy_bundle import TOY_DIR, bundle_kinds, toy_yolo_options
 
 
 def srice(*args: str, env=None) -> str:

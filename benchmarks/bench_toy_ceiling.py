@@ -22,7 +22,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from srice.toy import TOY_DIR, bundle_kinds
+from srice.builtin.toy_bundle import TOY_DIR, bundle_kinds
 
 
 def true_box_request(item, image, config):
@@ -56,12 +56,14 @@ def main() -> None:
 
     from srice.agent import AgentConfig
     from srice.agent.prompts import direct_request
-    from srice.app.build import ServingConfig, open_backend
-    from srice.calibration.uncertainty import UncertaintyCalibration
+    from srice.agent.uncertainty import SetSizeScore
+    from srice.calibration.uncertainty_calibration import UncertaintyCalibration
     from srice.eval.data import load_items
     from srice.eval.metrics import score
     from srice.eval.report import interval
     from srice.images import load_image
+    from srice.serving.backends import open_backend
+    from srice.serving.config import ServingConfig
     from srice.serving.variants import Variant, get_variant
 
     bundle = Path(args.bundle).resolve()
@@ -84,7 +86,7 @@ def main() -> None:
         subprocess.run(command, check=True, capture_output=True)
     items = [i for i in load_items(data / "questions.jsonl", limit=args.n) if i.meta.get("target_box")]
     config = AgentConfig()
-    us = UncertaintyCalibration.load(bundle / "calib" / "uncertainty.json").score()
+    us = SetSizeScore.calibrated(UncertaintyCalibration.load(bundle / "calib" / "uncertainty.json"))
     requests = []
     for i in items:
         image = load_image(i.image)

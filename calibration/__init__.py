@@ -12,34 +12,23 @@ data, and ``save(path)`` / ``load(path)`` (or :func:`load_calibrator`) keep it a
 * :class:`MaskCalibrator`: mask dilation radius by conformal risk control (pixel recall).
 * :class:`SequentialCalibrator`: threshold then margins, on disjoint halves of the data.
 
-Predictions and ground truth are paired by :func:`match` (greedy by score, IoU and label).
+Predictions and ground truth are paired by :func:`match` (greedy by score, IoU and label). Names are
+imported on first use, so a light module of this package (``fit_config``) loads nothing heavy.
 """
 
-from .base import METHODS, Calibrator, data_hash, load_calibrator
-from .conformal import min_n
-from .files import FORMAT_VERSION
-from .margins import BoxMarginCalibrator
-from .masks import MaskCalibrator
-from .matching import Example, GroundTruth, Matching, box_iou, match
-from .sequential import SequentialCalibrator
-from .synthetic import synthetic_examples
-from .threshold import ThresholdCalibrator
+from srice.lazy import lazy_names
 
-__all__ = [
-    "FORMAT_VERSION",
-    "METHODS",
-    "BoxMarginCalibrator",
-    "Calibrator",
-    "Example",
-    "GroundTruth",
-    "MaskCalibrator",
-    "Matching",
-    "SequentialCalibrator",
-    "ThresholdCalibrator",
-    "box_iou",
-    "data_hash",
-    "load_calibrator",
-    "match",
-    "min_n",
-    "synthetic_examples",
-]
+_LAZY = {
+    **dict.fromkeys(("METHODS", "Calibrator", "data_hash", "load_calibrator"), "base"),
+    "min_n": "conformal",
+    "FORMAT_VERSION": "file_format",
+    "BoxMarginCalibrator": "margins",
+    "MaskCalibrator": "masks",
+    **dict.fromkeys(("Example", "GroundTruth", "Matching", "box_iou", "match"), "matching"),
+    "SequentialCalibrator": "sequential",
+    "synthetic_examples": "synthetic",
+    "ThresholdCalibrator": "threshold",
+}
+__all__ = sorted(_LAZY)
+
+__getattr__ = lazy_names(__name__, _LAZY)

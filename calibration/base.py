@@ -2,16 +2,14 @@
 
 A calibrator is configured by its constructor, fitted by ``conformalize(examples)`` (a sequence of
 :class:`~srice.calibration.matching.Example`), and used by ``apply(regions)``; ``save``/``load``
-keep it as one JSON object (``srice.calibration.files``), sized by ``srice.calibration.conformal``.
+keep it as one JSON object (``srice.calibration.file_format``), sized by ``srice.calibration.conformal``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +20,7 @@ from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
 from .conformal import check_alpha
-from .files import FORMAT_VERSION, check_header, checksum, read_file, verify_checksum
+from .file_format import calibration_file, check_header, read_file, verify_checksum, write_calibration
 from .matching import Example
 
 # method name -> "module:attr", imported when looked up (the project's registry convention).
@@ -32,16 +30,6 @@ METHODS: dict[str, str] = {
     "mask_dilation": "srice.calibration.masks:MaskCalibrator",
     "sequential": "srice.calibration.sequential:SequentialCalibrator",
 }
-
-
-def require(module: str, pip_name: str, purpose: str):
-    """Import an optional dependency, or raise a CalibrationError with the install command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise CalibrationError(
-            f"{purpose} needs the {pip_name} package; install it with `pip install {pip_name}`."
-        ) from e
 
 
 def check_examples(examples: Sequence[Example], calibrator: str) -> list[Example]:
@@ -102,12 +90,6 @@ def data_hash(examples: Sequence[Example]) -> str:
     strings([t.labels for t in truths])
     masks([t.masks for t in truths])
     return "sha256:" + h.hexdigest()
-
-
-def _created_by() -> str:
-    from srice import __version__
-
-    return f"srice {__version__}"
 
 
 class Calibrator:
@@ -191,42 +173,29 @@ class Calibrator:
 
     def record(self) -> dict:
         """What ``apply`` writes into ``meta["calibration"]``."""
-        return {
-            "method": self.method,
-            "alpha": self.alpha,
-            "n": self.n,
-            "data_hash": self.data_hash,
-            "params": self.params,
-        }
+        return {"method": self.method, "alpha": self.alpha, "n": self.n, "data_hash": self.data_hash} | (
+            self._fitted_record()
+        )
+
+    def _coverage(self, metric: str, covered: np.ndarray, n_images: int) -> dict:
+        """What every ``evaluate`` reports first: the metric, its target 1 - alpha, the mean coverage
+        over the calibrator's units (pairs, instances) and how many there were, on how many images."""
+        coverage = float(covered.mean()) if len(covered) else None
+        return {"metric": metric, "target": 1.0 - self.alpha, "coverage": coverage, "n": len(covered),
+                "n_images": n_images}  # fmt: skip
+
+    def _fitted_record(self) -> dict:
+        """The fitted part of ``record`` (a calibrator made of steps gives the steps' records)."""
+        return {"params": self.params}
 
     # --- files -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         self._check_fitted("save")
-        data = {
-            "format_version": FORMAT_VERSION,
-            "method": self.method,
-            "alpha": self.alpha,
-            "n": self.n,
-            "data_hash": self.data_hash,
-            "params": self.params,
-            "created_by": _created_by(),
-        }
-        return data | {"checksum": checksum(data)}
+        return calibration_file(self.method, self.alpha, self.n, self.data_hash, self.params)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the calibrator as JSON (atomically: a crash never leaves a truncated file)."""
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_calibration(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibrator:

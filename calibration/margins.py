@@ -159,12 +159,8 @@ class BoxMarginCalibrator(Calibrator):
         area = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
         new_area = (widened[:, 2] - widened[:, 0]) * (widened[:, 3] - widened[:, 1])
         ratio = new_area[area > 0] / area[area > 0]
-        return {
-            "metric": "containment of the true box by the widened box (matched pairs)",
-            "target": 1.0 - self.alpha,
-            "coverage": float(ok.mean()) if len(ok) else None,
-            "n": len(ok),
-            "n_images": len(examples),
+        metric = "containment of the true box by the widened box (matched pairs)"
+        return self._coverage(metric, ok, len(examples)) | {
             "n_contained": int(ok.sum()),
             "contained_before": float(contains(pred, truth).mean()) if len(ok) else None,
             "mean_area_ratio": float(ratio.mean()) if len(ratio) else None,

@@ -36,16 +36,16 @@ import warnings
 
 import numpy as np
 
-from srice.errors import CalibrationError
+from srice.errors import CalibrationError, require
 from srice.tools.regions import Regions
 
-from .base import Calibrator, require
+from .base import Calibrator
 from .conformal import check_iou, min_n, too_few
 from .matching import Example, match
 
 
 def _ndimage():
-    return require("scipy.ndimage", "scipy", "MaskCalibrator")
+    return require("scipy.ndimage", "scipy", "MaskCalibrator", CalibrationError)
 
 
 def distance_to(mask: np.ndarray) -> np.ndarray:
@@ -170,12 +170,8 @@ class MaskCalibrator(Calibrator):
         radius = max((max_radius(ex.pred.image_size) for ex in examples), default=1)
         curves = loss_curves(examples, self.iou, max(radius, self.radius))
         recall = 1.0 - curves[:, self.radius]
-        return {
-            "metric": "pixel recall of the true mask by the dilated mask (matched instances)",
-            "target": 1.0 - self.alpha,
-            "coverage": float(recall.mean()) if len(recall) else None,
-            "n": len(recall),
-            "n_images": len(examples),
+        metric = "pixel recall of the true mask by the dilated mask (matched instances)"
+        return self._coverage(metric, recall, len(examples)) | {
             "recall_before": float(1.0 - curves[:, 0].mean()) if len(recall) else None,
             "radius": self.radius,
         }

@@ -24,7 +24,7 @@ from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
 from .base import Calibrator
-from .files import FORMAT_VERSION
+from .file_format import FORMAT_VERSION
 from .margins import BoxMarginCalibrator
 from .matching import Example
 from .threshold import ThresholdCalibrator
@@ -88,14 +88,8 @@ class SequentialCalibrator(Calibrator):
     def _apply(self, regions: Regions) -> Regions:
         return self.margins._apply(self.threshold._apply(regions))
 
-    def record(self) -> dict:
-        return {
-            "method": self.method,
-            "alpha": self.alpha,
-            "n": self.n,
-            "data_hash": self.data_hash,
-            "steps": [self.threshold.record(), self.margins.record()],
-        }
+    def _fitted_record(self) -> dict:
+        return {"steps": [self.threshold.record(), self.margins.record()]}
 
     def _evaluate(self, examples: list[Example]) -> dict:
         threshold = self.threshold.evaluate(examples)

@@ -119,6 +119,17 @@ def synthetic_examples(
         truth_masks = ellipse_masks(truth_boxes, image_size)
         pred_masks = ellipse_masks(boxes, image_size, rng.integers(0, erode + 1, len(boxes)))
 
+    predicted = (image, boxes, scores, labels, pred_masks)
+    return _per_image(n, predicted, (k, truth_boxes, truth_labels, truth_masks), image_size, tool)
+
+
+def _per_image(
+    n: int, predicted: tuple, truth: tuple, image_size: tuple[int, int], tool: str
+) -> list[Example]:
+    """The drawn arrays split into one Example per image: ``predicted`` (image index, boxes, scores,
+    labels, masks), sorted by image, and ``truth`` (objects per image, boxes, labels, masks)."""
+    image, boxes, scores, labels, pred_masks = predicted
+    k, truth_boxes, truth_labels, truth_masks = truth
     t_ends = np.cumsum(k)
     p_ends = np.cumsum(np.bincount(image, minlength=n))
     out = []
@@ -133,11 +144,11 @@ def synthetic_examples(
             tool,
             None if pred_masks is None else pred_masks[p],
         )
-        truth = GroundTruth(
+        gt = GroundTruth(
             truth_boxes[t],
             tuple(LABELS[j] for j in truth_labels[t]),
             image_size,
             None if truth_masks is None else truth_masks[t],
         )
-        out.append(Example(pred, truth))
+        out.append(Example(pred, gt))
     return out

@@ -55,12 +55,12 @@ import warnings
 
 import numpy as np
 
-from srice.errors import CalibrationError
+from srice.errors import CalibrationError, require
 from srice.tools.regions import Regions
 
-from .base import Calibrator, require
+from .base import Calibrator
 from .conformal import check_alpha, check_iou, min_n, too_few
-from .files import decode_float, encode_float
+from .file_format import decode_float, encode_float
 from .matching import Example, match
 
 PRECISION_GRID = np.round(np.linspace(0.0, 0.99, 100), 10)
@@ -203,7 +203,9 @@ class ThresholdCalibrator(Calibrator):
                 "ThresholdCalibrator precision mode needs scores in [0, 1]; use mode='recall' for tools "
                 "whose scores are not probabilities."
             )
-        risk_control = require("mapie.risk_control", "mapie", "ThresholdCalibrator(mode='precision')")
+        risk_control = require(
+            "mapie.risk_control", "mapie", "ThresholdCalibrator(mode='precision')", CalibrationError
+        )
         controller = risk_control.BinaryClassificationController(
             predict_function=lambda x: np.column_stack([1.0 - x, x]),
             risk="precision",

@@ -20,14 +20,15 @@ from srice.calibration import (
     ThresholdCalibrator,
 )
 from srice.calibration.coco import AnnotatedImage
+from srice.calibration.fit_config import METHODS, ToolFitConfig
 from srice.errors import InputError, ToolError
 from srice.images import load_image
 from srice.tools.base import batch_or_each
 
-METHODS = ("threshold", "precision", "margins", "mask", "sequential")
+DEFAULTS = ToolFitConfig()
 
 
-def make_calibrator(method: str, alpha: float, *, delta: float = 0.1, iou: float = 0.5):
+def make_calibrator(method: str, alpha: float, *, delta: float = DEFAULTS.delta, iou: float = DEFAULTS.iou):
     if method == "threshold":
         return ThresholdCalibrator(alpha=alpha, mode="recall", iou=iou)
     if method == "precision":
@@ -56,8 +57,8 @@ def run_tool(
     tool,
     records: Sequence[AnnotatedImage],
     *,
-    targets: str = "image",
-    batch_size: int = 8,
+    targets: str = DEFAULTS.targets,
+    batch_size: int = DEFAULTS.batch_size,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[Example], list[str]]:
     """The tool's regions for every record, paired with the ground truth; failures listed, not raised.
@@ -106,8 +107,8 @@ def calibrate(
     examples: Sequence[Example],
     calibrator,
     *,
-    holdout: float = 0.3,
-    seed: int = 0,
+    holdout: float = DEFAULTS.holdout,
+    seed: int = DEFAULTS.seed,
 ) -> CalibrationRun:
     """Conformalize on a seeded share of images and evaluate on the rest."""
     if not 0 <= holdout < 1:

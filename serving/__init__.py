@@ -1,23 +1,21 @@
 """The serving layer: one batched ``generate`` protocol over vLLM (HTTP) and transformers.
 
-Heavy modules (the transformers backend) are imported by name when used.
+Names are imported on first use (``from srice.serving import OpenAIBackend``), so a light module of
+this package (``srice.serving.config``, say) can be imported without the HTTP client or the model
+libraries.
 """
 
-from .launcher import VllmServer
-from .openai_http import OpenAIBackend
-from .types import Backend, Completion, Message, Request, TokenLogprob
-from .variants import Variant, get_variant, load_variants, register_variant
+from srice.lazy import lazy_names
 
-__all__ = [
-    "Backend",
-    "Completion",
-    "Message",
-    "OpenAIBackend",
-    "Request",
-    "TokenLogprob",
-    "Variant",
-    "VllmServer",
-    "get_variant",
-    "load_variants",
-    "register_variant",
-]
+_LAZY = {
+    "VllmServer": "launcher",
+    "OpenAIBackend": "openai_http",
+    **dict.fromkeys(("Backend", "Completion", "Message", "Request", "TokenLogprob"), "types"),
+    **dict.fromkeys(("Variant", "get_variant", "load_variants", "register_variant"), "variants"),
+    "ServingConfig": "config",
+    **dict.fromkeys(("open_backend", "start_server"), "backends"),
+}
+__all__ = sorted(_LAZY)
+
+
+__getattr__ = lazy_names(__name__, _LAZY)

@@ -13,12 +13,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from srice.errors import InputError
-from srice.files import read_file
+from srice.files import read_file, write_atomic
 
 PACKAGED = Path(__file__).with_name("variants.json")
 BUILTIN_PREFIX = "builtin:"
@@ -48,12 +47,12 @@ class Variant:
         if self.model.startswith(BUILTIN_PREFIX):
             kind = self.model.removeprefix(BUILTIN_PREFIX)
             if kind == "toy":
-                from srice.toy import toy_path
+                from srice.builtin.toy_bundle import toy_path
 
                 return str(toy_path("mllm"))
             if kind != "tiny":
                 raise InputError(f"unknown builtin model {self.model!r}; known: builtin:tiny, builtin:toy")
-            from srice.toy.tiny import TinySpec, tiny_model_path
+            from srice.builtin.tiny_mllm import TinySpec, tiny_model_path
 
             return str(tiny_model_path(TinySpec()))
         path = Path(self.model).expanduser()
@@ -89,7 +88,7 @@ class Variant:
         if not calib:
             return None
         if calib == f"{BUILTIN_PREFIX}toy":
-            from srice.toy import toy_path
+            from srice.builtin.toy_bundle import toy_path
 
             return str(toy_path("calib"))
         return str(Path(calib).expanduser())
@@ -205,8 +204,4 @@ def register_variant(variant: Variant, path: Path | None = None) -> Path:
     entry |= entry.pop("extra")
     entry["vllm_args"] = list(variant.vllm_args)
     data[variant.name] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f, indent=2)
-    os.replace(f.name, path)
-    return path
+    return write_atomic(path, json.dumps(data, indent=2))

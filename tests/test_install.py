@@ -39,7 +39,7 @@ def test_wheel_and_regular_install(tmp_path):
         "srice/agent/loop.py",
         "srice/eval/formats/benchmarks.py",
         "srice/synth/world.py",
-        "srice/toy/embedded.py",
+        "srice/builtin/toy_bundle.py",
         "srice/assets/toy/yolo.pt",
         "srice/serving/openai_http.py",
         "srice/serving/variants.json",

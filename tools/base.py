@@ -7,7 +7,6 @@ A tool is a callable object: ``tool(image, targets) -> Regions`` with a ``name``
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
@@ -121,14 +120,6 @@ def normalise_targets(targets: Sequence[str] | str | None) -> tuple[str, ...]:
         if phrase and phrase not in out:
             out.append(phrase)
     return tuple(out)
-
-
-def require(module: str, package: str, tool: str):
-    """Import a tool's heavy library, or a ToolError with the install line."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ToolError(f"the {tool} tool needs {package} ({e}): pip install {package}") from None
 
 
 @contextmanager

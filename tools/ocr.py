@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from srice.errors import ToolError
-from srice.tools.base import BaseTool, require
+from srice.errors import ToolError, require
+from srice.tools.base import BaseTool
 from srice.tools.regions import Regions
 
 
@@ -47,7 +47,7 @@ class OcrTool(BaseTool):
     @property
     def engine(self):
         if self._engine is None:
-            rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime", "ocr")
+            rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime", "the ocr tool", ToolError)
             try:
                 self._engine = rapidocr.RapidOCR(
                     det_limit_type="max",

@@ -15,7 +15,7 @@ one box per patch, so neighbours overlap) and keep the ``max_det`` best. Labels 
 phrases. With empty targets the scores are OWLv2's objectness and every label is ``"object"``.
 Queries longer than the text tower's context (16 tokens for the released models) are truncated.
 
-Weights: a local folder in Hugging Face format (``srice.tools.tiny.tiny_owl`` builds one), or a hub
+Weights: a local folder in Hugging Face format (``srice.builtin.tiny_tools.tiny_owl`` builds one), or a hub
 name. ``weights=None`` means ``google/owlv2-base-patch16-ensemble`` from the local Hugging Face cache
 only; a hub name given explicitly may be downloaded (unless ``HF_HUB_OFFLINE=1``).
 """
@@ -28,8 +28,8 @@ from types import SimpleNamespace
 
 from PIL import Image
 
-from srice.errors import ToolError
-from srice.tools.base import BaseTool, require, torch_device
+from srice.errors import ToolError, require
+from srice.tools.base import BaseTool, torch_device
 from srice.tools.regions import Regions
 
 DEFAULT_WEIGHTS = "google/owlv2-base-patch16-ensemble"
@@ -62,7 +62,7 @@ class OwlTool(BaseTool):
 
     def _load(self):
         if self._loaded is None:
-            transformers = require("transformers", "transformers", "owl")
+            transformers = require("transformers", "transformers", "the owl tool", ToolError)
             source = self.weights or DEFAULT_WEIGHTS
             path = Path(source).expanduser()
             if path.exists():

@@ -21,7 +21,7 @@ Batching: images are encoded by SAM's ViT in batches of ``batch_size`` (the expe
 prompts of each image are decoded in chunks of ``prompt_chunk`` boxes.
 
 Checkpoints: an official ``sam_vit_{b,l,h}_*.pth`` state dict (the variant is read from the weight
-shapes, or ``model_type=``), or a file written by ``srice.tools.tiny.tiny_sam`` (a dict with the
+shapes, or ``model_type=``), or a file written by ``srice.builtin.tiny_tools.tiny_sam`` (a dict with the
 architecture config next to the state dict); ``weights=`` is accepted as another name for
 ``checkpoint=``, as every other tool calls its model file that. segment-anything has no hub:
 no checkpoint is an error at first use.
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srice.errors import InputError, ToolError
-from srice.tools.base import BaseTool, Tool, check_image, require, torch_device
+from srice.errors import InputError, ToolError, require
+from srice.tools.base import BaseTool, Tool, check_image, torch_device
 from srice.tools.regions import Regions
 
 SRICE_SAM_FORMAT = "srice-sam-v1"
@@ -50,7 +50,7 @@ def sam_from_config(config: dict):
     """A segment-anything ``Sam`` of the given (small) architecture, random weights."""
     import torch
 
-    modeling = require("segment_anything.modeling", "segment-anything", "sam")
+    modeling = require("segment_anything.modeling", "segment-anything", "the sam tool", ToolError)
     img, patch, dim = int(config["img_size"]), int(config["patch_size"]), int(config["prompt_dim"])
     return modeling.Sam(
         image_encoder=modeling.ImageEncoderViT(
@@ -94,7 +94,7 @@ def load_sam(checkpoint: str | os.PathLike, model_type: str | None = None, devic
     """A ``Sam`` in eval mode from an official or srice checkpoint (see the module docstring)."""
     import torch
 
-    sa = require("segment_anything", "segment-anything", "sam")
+    sa = require("segment_anything", "segment-anything", "the sam tool", ToolError)
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise ToolError(f"SAM checkpoint not found: {path}")
@@ -176,7 +176,7 @@ class SamTool(BaseTool):
             if self.checkpoint is None:
                 raise ToolError(
                     "the sam tool needs checkpoint= a SAM .pth file (e.g. sam_vit_b_01ec64.pth from the "
-                    "segment-anything release, or srice.tools.tiny.tiny_sam() for tests)"
+                    "segment-anything release, or srice.builtin.tiny_tools.tiny_sam() for tests)"
                 )
             self._sam = load_sam(self.checkpoint, self.model_type, torch_device(self.device))
         return self._sam

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from srice.errors import ToolError
-from srice.tools.base import BaseTool, kept_torch_threads, require
+from srice.errors import ToolError, require
+from srice.tools.base import BaseTool, kept_torch_threads
 from srice.tools.regions import Regions
 from srice.tools.vocab import match_targets
 
@@ -138,7 +138,7 @@ def import_ultralytics():
         return sys.modules["ultralytics"]
     _prepare_offline_env()
     with _kept_global_state():
-        return require("ultralytics", "ultralytics", "yolo")
+        return require("ultralytics", "ultralytics", "the yolo tool", ToolError)
 
 
 class YoloTool(BaseTool):

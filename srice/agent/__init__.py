@@ -5,13 +5,10 @@ visual prompts, the uncertainty score and the trace it returns.
 small module of this package (``srice.agent.prompts``, say) does not load the rest.
 """
 
-_LAZY = {"Agent": "loop", "AgentConfig": "loop", "Item": "loop", "Answer": "trace"}
+from srice.lazy import lazy_names
+
+_LAZY = {"Agent": "loop", "AgentConfig": "config", "Item": "loop", "Answer": "trace"}
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)

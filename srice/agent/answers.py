@@ -85,6 +85,14 @@ def normalize_vqa_answer(text: str) -> str:
     return _digits_and_articles(_punctuation(clean_answer(text)))
 
 
+def begins_answer(candidate: str, truths: Sequence[str]) -> bool:
+    """Whether ``candidate`` (a first answer token, say) begins one of the true answers, both sides
+    VQA-normalised: how an open answer's prediction set (over first tokens) is said to hold the truth,
+    and which top tokens carry the truth's probability when the uncertainty score is calibrated."""
+    piece = normalize_vqa_answer(candidate)
+    return bool(piece) and any(normalize_vqa_answer(t).startswith(piece) for t in truths)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Multiple choice
 

@@ -10,6 +10,12 @@ from srice.agent.uncertainty import Uncertainty
 from srice.serving.types import TokenLogprob
 
 
+def tool_of(pathway: str) -> str:
+    """The tool behind a pathway name: ``yolo`` for the union view ``yolo`` and for its single-region
+    views ``yolo[0]``, ``yolo[1]``, ... (names as traces and records give them)."""
+    return pathway.split("[", 1)[0]
+
+
 @dataclass
 class PathwayTrace:
     """One pathway: the direct answer, or one tool's calibrated regions shown to the model."""
@@ -34,6 +40,11 @@ class PathwayTrace:
     @property
     def ok(self) -> bool:
         return self.error is None and self.uncertainty is not None
+
+    @property
+    def tool(self) -> str:
+        """The tool behind this pathway (``direct`` for the direct answer)."""
+        return tool_of(self.name)
 
     def to_json(self) -> dict:
         out = asdict(self)

@@ -106,6 +106,13 @@ class SetSizeScore:
     qhat_open: float | None = None
     name: str = "set_size"
 
+    @classmethod
+    def calibrated(cls, calibration) -> SetSizeScore:
+        """The score with a fitted calibration's level and q-hats (an ``UncertaintyCalibration``)."""
+        return cls(
+            alpha=calibration.alpha, qhat_choice=calibration.qhat_choice, qhat_open=calibration.qhat_open
+        )
+
     def __call__(self, completion: Completion, options: Sequence[str] | None = None) -> Uncertainty:
         token = answer_token(completion)
         if options:

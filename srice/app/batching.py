@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from srice.agent import Answer, Item
+from srice.app.server_config import BatchingConfig
 
 
 class QueueFull(Exception):
@@ -68,22 +69,19 @@ Runner = Callable[[Hashable, Sequence[Item], Callable[[str], None]], list[Answer
 
 class MicroBatcher:
     """``submit`` jobs from the event loop; ``run(settings, items, on_stage)`` answers each group of
-    equal settings in the worker thread. ``on_batch(size, seconds)`` is told about every batch run."""
+    equal settings in the worker thread, batched as ``config`` says (checked there).
+    ``on_batch(size, seconds)`` is told about every batch run."""
 
     def __init__(
         self,
         run: Runner,
+        config: BatchingConfig = BatchingConfig(),
         *,
-        max_batch: int = 16,
-        wait: float = 0.01,
-        max_queue: int = 64,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
-        if max_batch < 1 or max_queue < 1 or wait < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and wait >= 0")
-        self.run, self.max_batch, self.wait = run, max_batch, wait
+        self.run, self.max_batch, self.wait = run, config.max_batch, config.wait
         self.on_batch = on_batch or (lambda size, seconds: None)
-        self._queue: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Job] = queue.Queue(maxsize=config.max_queue)
         self._stop = threading.Event()
         self._busy = 0  # questions in the batch being answered
         self._thread = threading.Thread(target=self._work, name="srice-batcher", daemon=True)

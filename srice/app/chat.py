@@ -14,8 +14,6 @@ adds its own. ``srice`` in the body may also carry per-request settings (``tools
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 
 from srice.agent.prompts import LETTERS
 from srice.agent.trace import Answer
+from srice.app.image_input import ImageRefused, image_source
+from srice.app.server_config import Limits, Settings
 
 
 class ApiError(Exception):
@@ -38,34 +38,6 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may carry. ``image_folder``: local image paths are read only from inside it
-    (None: only ``data:`` URLs)."""
-
-    max_image_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 4096 * 4096
-    max_question_chars: int = 4000
-    max_tokens: int = 256
-    image_folder: Path | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("max_image_bytes", "max_pixels", "max_question_chars", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Per-request agent settings; requests with equal settings can share one batch."""
-
-    tools: tuple[str, ...]
-    top_views: int
-    early_exit: bool
-    max_tokens: int
-    temperature: float
 
 
 @dataclass(frozen=True)
@@ -207,34 +179,10 @@ def _user_turn(messages, limits: Limits) -> tuple[str, bytes | Path]:
             )
     if len(images) != 1:
         raise ApiError(400, f"send exactly one image per request, got {len(images)}", param="messages")
-    return "\n".join(texts), image_source(images[0], limits)
-
-
-def image_source(url: str, limits: Limits) -> bytes | Path:
-    """A ``data:`` URL's bytes, or a local file inside the allowed folder. Remote URLs are refused:
-    the server makes no network requests."""
-    if url.startswith("data:"):
-        header, _, payload = url.partition(",")
-        if ";base64" not in header:
-            raise ApiError(400, "data: image URLs must be base64-encoded", param="messages")
-        if len(payload) * 3 // 4 > limits.max_image_bytes:
-            raise ApiError(413, f"image larger than {limits.max_image_bytes} bytes", param="messages")
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "the image's base64 data is not valid", param="messages") from None
-    if url.startswith(("http://", "https://")):
-        raise ApiError(400, "remote image URLs are not fetched (the server is offline); send a data: URL",
-                       param="messages")  # fmt: skip
-    if limits.image_folder is None:
-        raise ApiError(400, "local image paths are not allowed on this server (see --image-folder); "
-                       "send a data: URL", param="messages")  # fmt: skip
-    folder = limits.image_folder.resolve()
-    path = Path(url.removeprefix("file://")).expanduser()
-    path = (path if path.is_absolute() else folder / path).resolve()
-    if not path.is_relative_to(folder):
-        raise ApiError(403, "the image path is outside the allowed folder", param="messages")
-    return path
+    try:
+        return "\n".join(texts), image_source(images[0], limits)
+    except ImageRefused as e:
+        raise ApiError(e.status, e.message, param="messages") from None
 
 
 def _tools(value, available: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:

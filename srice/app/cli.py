@@ -1,5 +1,6 @@
-"""The ``srice`` command line: its arguments and the one entry point. What each command does is in
-``srice.app.commands``; here only parsing."""
+"""The ``srice`` command line: one parser per command, and the one entry point. Defaults come from the
+library's config dataclasses (light modules: ``--help`` imports nothing heavy). What each command does
+is in ``srice.app.commands`` and ``srice.app.artifact_commands``."""
 
 from __future__ import annotations
 
@@ -8,101 +9,22 @@ import os
 import sys
 
 from srice import __version__
-from srice.app import commands
+from srice.app import artifact_commands, commands
+from srice.app.args import add_agent, add_serving, add_trust
+from srice.app.server_config import BatchingConfig
+from srice.calibration.fit_config import METHODS as CALIBRATION_METHODS
+from srice.calibration.fit_config import TARGETS, ToolFitConfig
+from srice.compress.config import METHODS as COMPRESS_METHODS
+from srice.compress.config import CompressConfig
 from srice.errors import SriceError
-
-# Choices the parser offers, named here so that `srice --help` imports nothing heavy; a test keeps
-# them equal to the libraries' own lists (srice.calibration.tool_fit and srice.compress.api METHODS).
-CALIBRATION_METHODS = ("threshold", "precision", "margins", "mask", "sequential")
-COMPRESS_METHODS = (
-    "magnitude",
-    "wanda",
-    "sparsegpt",
-    "llmc-wanda",
-    "llmc-sparsegpt",
-    "depth",
-    "w4a16",
-    "fp8",
-)
+from srice.eval.policy import DEFAULT_BATCH_SIZE, FailureLimits
+from srice.eval.ray_eval import RayConfig
 
 
-def _agent_args(p: argparse.ArgumentParser, flag: str) -> None:
-    p.add_argument(
-        flag,
-        dest="tools",
-        default="zoom",
-        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom; default zoom; '' for direct only)",
-    )
-    p.add_argument(
-        "--tool-weights",
-        action="append",
-        default=[],
-        metavar="TOOL=PATH",
-        help="a tool's model file (default: the embedded model)",
-    )
-    p.add_argument(
-        "--calib",
-        help="folder with <tool>.json calibrators and uncertainty.json (default: the variant's own, "
-        "e.g. the toy model's)",
-    )
-    p.add_argument(
-        "--early-exit",
-        action="store_true",
-        help="skip tools when the direct answer is certain enough (threshold from --calib)",
-    )
-    p.add_argument(
-        "--view", choices=("crop", "boxes"), default="crop", help="what tool pathways show the model"
-    )
-    p.add_argument(
-        "--top-views",
-        type=int,
-        default=1,
-        metavar="K",
-        help="also show each detector's K likeliest calibrated regions alone, as pathways TOOL[0..K-1] "
-        "(default 1; 0: the union view only)",
-    )
-    _trust_arg(p)
-    p.add_argument(
-        "--tool-timeout", type=float, default=60.0, metavar="SECONDS",
-        help="seconds a tool may take per image (a batch of n gets n times this; default 60): a tool "
-        "that overruns fails its pathway, counted in the output",
-    )  # fmt: skip
-
-
-def _trust_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--trust-weights", action="store_true",
-        help="load YOLO weights you named without the safe loader: a .pt is a pickle and a model YAML "
-        "may hold code, both run as you load them; only for weights whose author you trust",
-    )  # fmt: skip
-
-
-def _backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("vllm", "transformers"), default="vllm")
-    p.add_argument("--server", help="URL of a running OpenAI-compatible server (default: start vllm serve)")
-    p.add_argument(
-        "--allow-hub", action="store_true", help="let the transformers backend download hub models"
-    )
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request attempt")
-
-
-def _serving_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--variant", default="toy", help="model variant from the registry (default: toy)")
-    p.add_argument("--vllm", help="vllm executable (default: the one env/setup.sh installed)")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for vllm serve")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="srice", description="Reliable tool-using multimodal inference.")
-    parser.add_argument("--version", action="version", version=f"srice {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser(
-        "serve",
-        help="run vllm serve for a model variant until interrupted; with --agent, the SRICE agent behind "
-        "an OpenAI-compatible API",
-    )
-    _serving_args(p)
+def _serve(sub) -> None:
+    p = sub.add_parser("serve", help="run vllm serve for a model variant until interrupted; with --agent, "
+                       "the SRICE agent behind an OpenAI-compatible API")  # fmt: skip
+    add_serving(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -110,31 +32,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the SRICE agent (POST /v1/chat/completions, /v1/models, /health, /metrics) in front "
         "of the model: a vllm serve started on a free port, or --server URL",
     )  # fmt: skip
-    _backend_args(p)
-    _agent_args(p, "--tools")
-    p.add_argument("--max-tokens", type=int, default=16, help="default answer length (a request may ask)")
+    add_agent(p)
     p.add_argument("--served-name", help="the agent's model name (default: the variant's + '-agent')")
     p.add_argument("--api-key", help="require Authorization: Bearer KEY (default: $SRICE_API_KEY, else none)")
-    p.add_argument("--max-batch", type=int, default=16, help="questions answered together at most")
     p.add_argument(
-        "--batch-wait-ms", type=float, default=10.0,
-        help="how long the first waiting question waits for others to join its batch (default 10)",
+        "--max-batch", type=int, default=BatchingConfig.max_batch, help="questions answered together at most"
+    )
+    p.add_argument(
+        "--batch-wait-ms", type=float, default=BatchingConfig.wait * 1000,
+        help="how long the first waiting question waits for others to join its batch (default %(default)g)",
     )  # fmt: skip
-    p.add_argument("--max-queue", type=int, default=64, help="questions waiting at most; more get 429")
+    p.add_argument(
+        "--max-queue", type=int, default=BatchingConfig.max_queue,
+        help="questions waiting at most; more get 429",
+    )  # fmt: skip
     p.add_argument(
         "--image-folder",
         help="let requests name local image files inside this folder (default: data: URLs only)",
-    )
+    )  # fmt: skip
     p.set_defaults(func=commands.cmd_serve)
 
+
+def _mcp(sub) -> None:
     p = sub.add_parser(
         "mcp", help="the calibrated tools (detect, read_text) and the SRICE answer as MCP tools"
     )
-    _serving_args(p)
-    _backend_args(p)
-    _agent_args(p, "--tools")
-    p.set_defaults(tools="yolo,zoom")
-    p.add_argument("--max-tokens", type=int, default=16)
+    add_serving(p)
+    add_agent(p, tools=("yolo", "zoom"))
     p.add_argument(
         "--transport", choices=("stdio", "streamable-http"), default="stdio",
         help="stdio (default: an MCP client launches this command) or streamable HTTP on --host:--port",
@@ -146,34 +70,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=commands.cmd_mcp)
 
+
+def _ask(sub) -> None:
     p = sub.add_parser("ask", help="answer one visual question with the SRICE agent")
-    _serving_args(p)
-    _backend_args(p)
+    add_serving(p)
     p.add_argument("--image", required=True, help="image file")
     p.add_argument("--question", required=True)
     p.add_argument("--options", help="comma-separated multiple-choice options")
-    _agent_args(p, "--tools")
-    p.add_argument("--max-tokens", type=int, default=16)
+    add_agent(p)
     p.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
     p.set_defaults(func=commands.cmd_ask)
 
+
+def _demo(sub) -> None:
     p = sub.add_parser("demo", help="the Gradio VQA demo: answer, uncertainty and every pathway's regions")
-    _serving_args(p)
-    _backend_args(p)
-    _agent_args(p, "--tools")
+    add_serving(p)
+    add_agent(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument(
         "--upload-ttl", type=int, default=1800, metavar="SECONDS",
         help="uploads older than this are deleted from gradio's cache (default 1800)",
     )  # fmt: skip
     p.set_defaults(func=commands.cmd_demo)
 
+
+def _eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate the agent on a VQA benchmark: resumable records and a summary")
-    _serving_args(p)
-    _backend_args(p)
-    _agent_args(p, "--pathways")
+    add_serving(p)
+    add_agent(p, "--pathways")
     p.add_argument(
         "--data", required=True, help="questions.jsonl, a VLMEvalKit .tsv, a .parquet, or hf:FOLDER[:split]"
     )
@@ -182,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, help="first N questions only")
     p.add_argument("--shard", help="i/n: this machine's share of the questions")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument(
         "--pipeline", default="auto", metavar="N",
         help="batches in flight: the model starts and finishes batches while the tools work on another "
@@ -190,45 +115,43 @@ def build_parser() -> argparse.ArgumentParser:
         "model does not share this machine's CPU (a GPU here, or --server on another host), else 1 "
         "(on a 2-core CPU the two stages only took cores from each other: 0.83x)",
     )  # fmt: skip
+    _ray_args(p)
+    limits = FailureLimits()
+    for name, what in (
+        ("max_tool_failures", "a tool failed on more than this share of the questions it ran on"),
+        ("max_failed_items", "more than this share of the questions got no answer at all"),
+    ):
+        flag, default = f"--{name.replace('_', '-')}", getattr(limits, name)
+        text = f"exit with status 3 (after writing everything) when {what} (default %(default)g)"
+        p.add_argument(flag, type=float, default=default, metavar="SHARE", help=text)
     p.add_argument(
-        "--ray", nargs="?", const="local", metavar="ADDRESS",
+        "--force", action="store_true",
+        help="resume even when the settings differ from those the records in --out were made with",
+    )  # fmt: skip
+    p.set_defaults(func=commands.cmd_eval)
+
+
+def _ray_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray", nargs="?", const=RayConfig.address, metavar="ADDRESS",
         help="answer on a Ray cluster: 'auto' (the cluster this machine is in), HOST:PORT, or nothing "
         "for a local cluster of this machine; records are written here, once, as without Ray",
     )  # fmt: skip
-    p.add_argument("--ray-workers", type=int, default=2, metavar="N", help="agent workers (default 2)")
-    p.add_argument("--ray-worker-cpus", type=float, default=1.0, metavar="N", help="CPUs per worker (1)")
-    p.add_argument(
-        "--ray-worker-gpus", type=float, default=0.0, metavar="N",
-        help="GPUs per worker, for tools on GPU (default 0; a fraction shares one)",
-    )  # fmt: skip
-    p.add_argument(
-        "--ray-retries", type=int, default=2, metavar="N",
-        help="times Ray runs a batch again on a replaced worker when its worker dies (default 2)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-tool-failures",
-        type=float,
-        default=0.05,
-        metavar="SHARE",
-        help="exit with status 3 (after writing everything) when a tool failed on more than this share "
-        "of the questions it ran on (default 0.05)",
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="resume even when the settings differ from those the records in --out were made with",
-    )
-    p.add_argument(
-        "--max-failed-items", type=float, default=0.05, metavar="SHARE",
-        help="likewise when more than this share of the questions got no answer at all (default 0.05)",
-    )  # fmt: skip
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.set_defaults(func=commands.cmd_eval)
+    for name, kind, what in (
+        ("workers", int, "agent workers"),
+        ("worker_cpus", float, "CPUs per worker"),
+        ("worker_gpus", float, "GPUs per worker, for tools on GPU (a fraction shares one)"),
+        ("retries", int, "times Ray runs a batch again on a replaced worker when its worker dies"),
+    ):
+        flag, default = f"--ray-{name.replace('_', '-')}", getattr(RayConfig, name)
+        p.add_argument(flag, type=kind, default=default, metavar="N", help=f"{what} (default %(default)s)")
 
+
+def _train_toy(sub) -> None:
     p = sub.add_parser(
         "train-toy",
         help="train and calibrate the embedded toy MLLM and shape detector on the synthetic world (CPU)",
-    )
+    )  # fmt: skip
     p.add_argument("--out", help="bundle folder (default: the packaged one, srice/assets/toy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="MLLM training steps (default: the recipe's, TrainConfig.steps)")
@@ -244,8 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--resume", help="staging folder of a run that stopped: keep the stages it finished")
     p.add_argument("--json", action="store_true", help="print the manifest")
-    p.set_defaults(func=commands.cmd_train_toy)
+    p.set_defaults(func=artifact_commands.cmd_train_toy)
 
+
+def _synth(sub) -> None:
     p = sub.add_parser("synth", help="generate the synthetic VQA set (images, questions, COCO annotations)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=200, help="number of questions")
@@ -259,72 +184,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, help="largest image side in pixels (default 1344)")
     p.add_argument("--mask-format", choices=("rle", "polygon"), help="COCO mask encoding (default rle)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=commands.cmd_synth)
+    p.set_defaults(func=artifact_commands.cmd_synth)
 
+
+def _calibrate(sub) -> None:
     p = sub.add_parser(
-        "calibrate",
-        help="conformal calibration of a vision tool (COCO data) or of the uncertainty score",
+        "calibrate", help="conformal calibration of a vision tool (COCO data) or of the uncertainty score"
     )
     p.add_argument(
-        "--uncertainty",
-        action="store_true",
+        "--uncertainty", action="store_true",
         help="calibrate the uncertainty score (LAC q-hat, early exit) on --data questions.jsonl",
-    )
-    _serving_args(p)
-    _backend_args(p)
+    )  # fmt: skip
+    add_serving(p)
     p.add_argument("--tool", help="tool name (yolo, owl, sam, ocr, zoom)")
     p.add_argument("--weights", help="tool weights file or folder")
-    _trust_arg(p)
+    add_trust(p)
     p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
+        "--option", action="append", default=[], metavar="KEY=VALUE",
         help="tool constructor option, value parsed as JSON when it can be (repeatable)",
-    )
+    )  # fmt: skip
     p.add_argument(
         "--data", required=True, help="COCO-format annotation file, or questions.jsonl with --uncertainty"
     )
     p.add_argument("--images", help="folder the annotation file's file_names are relative to")
-    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage level (default 0.1)")
+    fit = ToolFitConfig()
+    p.add_argument("--alpha", type=float, default=fit.alpha, help="miscoverage level (default %(default)g)")
     p.add_argument(
-        "--method",
-        choices=CALIBRATION_METHODS,
-        default="sequential",
-        help="threshold (recall, CRC), precision (LTT), margins, mask, or sequential "
-        "(threshold then margins; default)",
+        "--method", choices=CALIBRATION_METHODS, default=fit.method,
+        help="threshold (recall, CRC), precision (LTT), margins, mask, or sequential (threshold then "
+        "margins; default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--delta", type=float, default=fit.delta, help="LTT failure probability for --method precision"
     )
-    p.add_argument("--delta", type=float, default=0.1, help="LTT failure probability for --method precision")
-    p.add_argument("--iou", type=float, default=0.5, help="IoU that makes a prediction match an object")
+    p.add_argument("--iou", type=float, default=fit.iou, help="IoU that makes a prediction match an object")
     p.add_argument(
-        "--targets",
-        choices=("image", "all", "none"),
-        default="image",
+        "--targets", choices=TARGETS, default=fit.targets,
         help="what the tool is asked to find: each image's labels (default), all labels, anything",
+    )  # fmt: skip
+    p.add_argument(
+        "--holdout", type=float, default=fit.holdout, help="share of images kept to measure coverage"
     )
-    p.add_argument("--holdout", type=float, default=0.3, help="share of images kept to measure coverage")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=fit.seed)
+    p.add_argument("--batch-size", type=int, default=fit.batch_size)
     p.add_argument("-o", "--output", required=True, help="calibration JSON file to write")
     p.add_argument("--json", action="store_true", help="print a JSON report")
-    p.set_defaults(func=commands.cmd_calibrate)
+    p.set_defaults(func=artifact_commands.cmd_calibrate)
 
+
+def _compress(sub) -> None:
     p = sub.add_parser(
         "compress", help="prune or quantize a model variant into a new checkpoint and register it"
     )
     p.add_argument("--model", required=True, help="model folder or registered variant name")
-    p.add_argument("--method", required=True, choices=COMPRESS_METHODS, help="compression method")
+    p.add_argument("--method", required=True, choices=tuple(COMPRESS_METHODS), help="compression method")
     p.add_argument(
-        "--sparsity",
-        type=float,
+        "--sparsity", type=float,
         help="share of weights to remove per layer (depth: share of layers), in [0, 1); default 0.5",
-    )
+    )  # fmt: skip
     p.add_argument("--calib", help="calibration questions (questions.jsonl, .tsv, ...: image + question)")
-    p.add_argument("--calib-n", type=int, default=32, help="calibration samples (default 32)")
+    p.add_argument(
+        "--calib-n", type=int, default=CompressConfig.calib_n,
+        help="calibration samples (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--nm", help="N:M structured sparsity, keep N of every M weights (e.g. 2:4)")
     p.add_argument("--owl", action="store_true", help="OWL outlier-weighted per-layer sparsity")
-    p.add_argument("--owl-m", type=float, default=5.0, help="OWL outlier threshold M (default 5)")
-    p.add_argument("--owl-lambda", type=float, default=0.08, help="OWL lambda (default 0.08)")
+    p.add_argument(
+        "--owl-m", type=float, default=CompressConfig.owl_m,
+        help="OWL outlier threshold M (default %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--owl-lambda", type=float, default=CompressConfig.owl_lambda, help="OWL lambda (default %(default)g)"
+    )
     p.add_argument(
         "--owl-clamp", action="store_true",
         help="keep every layer within S +- lambda (srice's earlier rule; default: the reference OWL rule)",
@@ -334,7 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--register", metavar="NAME", help="register the result as variant NAME")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(func=commands.cmd_compress)
+    p.set_defaults(func=artifact_commands.cmd_compress)
+
+
+COMMANDS = (_serve, _mcp, _ask, _demo, _eval, _train_toy, _synth, _calibrate, _compress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="srice", description="Reliable tool-using multimodal inference.")
+    parser.add_argument("--version", action="version", version=f"srice {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

@@ -5,8 +5,8 @@ answer with its uncertainty score (US) and pathway, and for every pathway the to
 regions drawn on the image, the zoomed view the model was shown, its answer and its US.
 
 The app knows nothing about servers or argparse: it gets an ``agent_for(variant, tools)`` callable
-(the CLI's, which starts ``vllm serve`` when needed and caches nothing itself; ``cached`` below does)
-and a ``DemoSettings``. Offline by construction: analytics off, no share link, local fonts, files
+(the CLI's ``AgentPool``, which builds each agent once and starts a variant's ``vllm serve`` on first
+use) and a ``DemoSettings``. Offline by construction: analytics off, no share link, local fonts, files
 served only from gradio's upload cache and the bundled examples.
 """
 
@@ -52,27 +52,11 @@ class DemoSettings:
     cache_seconds: int = 1800  # uploads older than this leave gradio's cache (checked as often)
 
 
-def cached(agent_for: AgentFor) -> AgentFor:
-    """One agent per (variant, tools), built once: tools load their weights on first use, and a new
-    variant may start a server, so neither should happen again on every question."""
-    agents: dict[tuple[str, tuple[str, ...]], Agent] = {}
-    lock = threading.Lock()
-
-    def get(variant: str, tools: tuple[str, ...]) -> Agent:
-        with lock:
-            key = (variant, tuple(tools))
-            if key not in agents:
-                agents[key] = agent_for(variant, tuple(tools))
-            return agents[key]
-
-    return get
-
-
 # -- running one question, with stage progress ------------------------------------------------------
 
 
 @dataclass
-class Progress:
+class Stages:
     """The stages seen so far, for the status box."""
 
     began: float = field(default_factory=time.monotonic)
@@ -156,7 +140,7 @@ def answer_page(
     if variant not in settings.variants:
         raise _shown(f"unknown variant {variant!r}; offered: {', '.join(settings.variants)}", "Bad input")
     tools = tuple(t for t in settings.tools if t in (tools or ()))
-    progress = Progress()
+    progress = Stages()
     unchanged = (gr.skip(),) * 5
     yield progress.markdown(), "", "", None, [], None
     for kind, value in run_streaming(agent_for, variant, tools, Item(picture, question, choices)):
@@ -207,7 +191,8 @@ def _refuse_paths_in_one_line() -> None:
 
 
 def build_app(agent_for: AgentFor, settings: DemoSettings) -> gr.Blocks:
-    """The page. ``agent_for(variant, tools)`` should be ``cached``; it may start a model server."""
+    """The page. ``agent_for(variant, tools)`` should build each agent once; it may start a model
+    server."""
     unknown = set(settings.default_tools) - set(settings.tools)
     if settings.variant not in settings.variants or unknown:
         raise InputError(f"default variant/tools {settings.variant!r}/{sorted(unknown)} are not offered")

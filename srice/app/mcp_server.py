@@ -13,53 +13,43 @@ folder ``--image-folder`` names. Runs over stdio (an MCP client launches it) or 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from srice.agent import Agent, Item
+from srice.agent import Item
 from srice.app import chat
+from srice.app.image_input import ImageRefused, image_source
+from srice.app.server_config import Limits
+from srice.builder.pool import AgentPool
 from srice.errors import SriceError
 from srice.images import load_image
 
 DETECTORS = ("yolo", "owl", "sam")
 
 
-# base64 of the first bytes of PNG, JPEG, GIF and WebP files: a bare base64 image, not a path
-_BASE64_IMAGE = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR")
-
-
-def _image_source(image: str, folder: Path | None) -> bytes | Path:
-    """A data: URL, bare base64 image bytes, or a path inside ``folder``; else a ValueError saying why."""
+def _image(image: str, folder: Path | None):
+    """The picture a tool call names (``srice.app.image_input``'s rules), or a ValueError saying why not."""
     try:
-        if image.startswith(_BASE64_IMAGE):
-            return base64.b64decode(image, validate=True)
-        return chat.image_source(image, chat.Limits(image_folder=folder))
-    except chat.ApiError as e:
+        return load_image(image_source(image, Limits(image_folder=folder), bare_base64=True))
+    except ImageRefused as e:
         raise ValueError(e.message) from None
-    except (binascii.Error, ValueError):
-        raise ValueError("the image's base64 data is not valid") from None
 
 
 class SriceTools:
-    """What the MCP tools call: tools built once, calibrators from the variant's folder, and the
-    agent (and its model backend) built on first ``answer``."""
+    """What the MCP tools call: the pool's tools and calibrators (built once, shared with the agent)
+    and its agent, whose model backend starts on the first ``answer``."""
 
-    def __init__(self, make_agent: Callable[[], Agent], tools, calibrators, folder: Path | None):
-        self._make_agent, self._agent, self._lock = make_agent, None, threading.Lock()
-        self.tools = {t.name: t for t in tools}
-        self.calibrators = dict(calibrators)
-        self.folder = folder
+    def __init__(self, pool: AgentPool, folder: Path | None):
+        self.pool, self.folder = pool, folder
+        self.calibrators = pool.calibrators()
 
     def detect(self, image: str, targets: Sequence[str], tool: str = "yolo") -> dict:
-        if tool not in self.tools or tool not in DETECTORS:
-            loaded = [t for t in self.tools if t in DETECTORS]
+        if tool not in self.pool.offered or tool not in DETECTORS:
+            loaded = [t for t in self.pool.offered if t in DETECTORS]
             raise ValueError(f"detector {tool!r} is not loaded here (loaded: {loaded})")
-        picture = load_image(_image_source(image, self.folder))
-        raw = self.tools[tool](picture, tuple(targets))
+        picture = _image(image, self.folder)
+        raw = self.pool.tool(tool)(picture, tuple(targets))
         calibrator = self.calibrators.get(tool)
         shown = calibrator.apply(raw) if calibrator is not None else raw
         return {
@@ -70,22 +60,16 @@ class SriceTools:
         }
 
     def read_text(self, image: str) -> dict:
-        if "ocr" not in self.tools:
+        if "ocr" not in self.pool.offered:
             raise ValueError("the ocr tool is not loaded here (start with --tools including ocr)")
-        picture = load_image(_image_source(image, self.folder))
-        found = self.tools["ocr"](picture, ())
+        found = self.pool.tool("ocr")(_image(image, self.folder), ())
         return {
             "lines": [{"text": r["label"], "box": r["box"], "score": r["score"]} for r in _regions(found)]
         }
 
     def answer(self, image: str, question: str, options: Sequence[str] | None = None) -> dict:
-        with self._lock:
-            if self._agent is None:
-                self._agent = self._make_agent()
-        item = Item(
-            load_image(_image_source(image, self.folder)), question, tuple(options) if options else None
-        )
-        [answer] = self._agent.answer_batch([item])
+        item = Item(_image(image, self.folder), question, tuple(options) if options else None)
+        [answer] = self.pool.agent().answer_batch([item])
         if answer.error:
             raise ValueError(answer.error)
         return chat.srice_summary(answer, with_trace=False) | {"answer": answer.answer}
@@ -136,7 +120,7 @@ def build_server(tools: SriceTools):
     return server
 
 
-def serve(tools: SriceTools, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve_mcp(tools: SriceTools, transport: str = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve ``tools`` over stdio (for a client that launches this process) or streamable HTTP."""
     server = build_server(tools)
     if transport == "stdio":

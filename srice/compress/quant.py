@@ -2,7 +2,7 @@
 
 Saved as compressed-tensors checkpoints, which vLLM loads without any flag. llm-compressor's own
 OWL profile fails end to end (its per-layer dict does not match its per-module targets), so OWL
-sparsities are computed by ``srice.compress.owl`` and passed as an explicit per-layer list, whose
+sparsities are computed by ``srice.compress.owl_allocation`` and passed as an explicit per-layer list, whose
 order is llm-compressor's target order (module order, the same as ``capture.find_blocks``).
 
 The vision tower is left out (``re:.*visual.*``) unless asked for, and the LM head always is.

@@ -88,8 +88,8 @@ def _carry_tool_calibrators(source: str | None, folder: Path) -> list[str]:
 def fit_uncertainty(model: str | Path, calib: str | Path, alpha: float = ALPHA):
     """The uncertainty calibration of the checkpoint at ``model`` on the questions in ``calib``; a
     ``CalibrationError`` when they are too few to fit any q-hat at ``alpha``."""
-    from srice.calibration.uncertainty import calibrate_uncertainty
     from srice.eval.data import load_items
+    from srice.eval.uncertainty_fit import calibrate_uncertainty
     from srice.serving.hf import TransformersBackend
 
     items = load_items(calib)

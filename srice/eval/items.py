@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,3 +32,23 @@ def broken(id: str, why: str, meta: dict) -> EvalItem:
     """A row that is not a question (missing fields, 30 options, bad JSON): it keeps its place and
     its id, and costs its own record, never the file."""
     return EvalItem(id=id, image=b"", question="", answers=(), meta=meta, error=why)
+
+
+def image_digest(image: Path | bytes | Image.Image) -> str:
+    """The sha256 (hex) of an item's image content: encoded bytes, a decoded image's pixels, or the
+    bytes of its file (a file that cannot be read is known by its path)."""
+    if isinstance(image, Path):
+        try:
+            image = image.read_bytes()
+        except OSError:
+            return str(image)
+    data = image if isinstance(image, bytes) else image.tobytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def item_key(item: EvalItem) -> list:
+    """What identifies a question in a run's settings (``srice.eval.run``): every field its record
+    depends on. A file image is known by its path (a benchmark's files are not read twice to start a
+    run); bytes and decoded images by their content."""
+    image = item.image if isinstance(item.image, (str, Path)) else "sha256:" + image_digest(item.image)
+    return [item.id, item.question, item.options, item.answers, item.metric, str(image), item.error]

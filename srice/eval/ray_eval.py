@@ -27,12 +27,17 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from srice.agent.trace import Answer
 from srice.errors import InputError, SriceError
-from srice.eval.items import EvalItem
+
+if TYPE_CHECKING:  # kept out of the import: RayConfig is read by --help, which loads nothing heavy
+    from srice.agent.trace import Answer
+    from srice.builder.spec import AgentSpec
+    from srice.eval.items import EvalItem
+    from srice.eval.run import EvalRun
 
 LOCAL = "local"  # --ray without an address: a cluster of this machine, started for the run
 
@@ -57,10 +62,16 @@ class RayConfig:
 
 
 class AgentWorker:
-    """One worker: an agent built by ``recipe(url)`` (url: its node's model server, or None)."""
+    """One worker: the agent ``spec`` describes, on its node's model server ``url`` (None: the
+    spec's own server, or the transformers backend in this worker)."""
 
-    def __init__(self, recipe: Callable, url: str | None):
-        self.agent = recipe(url)
+    def __init__(self, spec: AgentSpec, url: str | None):
+        from srice.builder.pool import AgentPool
+
+        if url is not None:
+            spec = replace(spec, serving=replace(spec.serving, server=url))
+        self.pool = AgentPool(spec, log=lambda text: None)
+        self.agent = self.pool.agent()
 
     def settings(self) -> dict:
         from srice.eval.run import agent_settings
@@ -77,11 +88,13 @@ class AgentWorker:
 
 
 class ModelServer:
-    """A ``vllm serve`` on this actor's node, started by ``recipe()`` (a ``VllmServer``), stopped
-    with the actor: it is told to die with the process that started it."""
+    """A ``vllm serve`` of the spec's variant on this actor's node, stopped with the actor: it is told
+    to die with the process that started it."""
 
-    def __init__(self, recipe: Callable):
-        self.server = recipe()
+    def __init__(self, spec: AgentSpec):
+        from srice.serving.backends import start_server
+
+        self.server = start_server(spec.variant, spec.serving, log=lambda text: None)
         self.server.die_with_parent = True
         self.server.start()
 
@@ -96,14 +109,10 @@ class RayPool:
     """Agent workers (and model servers) on a Ray cluster; a context manager that connects to the
     cluster (or starts a local one) on entry and takes everything down on exit."""
 
-    def __init__(
-        self,
-        config: RayConfig,
-        agent_recipe: Callable,
-        server_recipe: Callable | None = None,
-        log: Callable[[str], None] | None = None,
-    ):
-        self.config, self.agent_recipe, self.server_recipe = config, agent_recipe, server_recipe
+    def __init__(self, config: RayConfig, spec: AgentSpec, log: Callable[[str], None] | None = None):
+        self.config, self.spec = config, spec
+        # with the vllm backend and no server named, each node with workers runs its own vllm serve
+        self.own_servers = spec.serving.backend == "vllm" and not spec.serving.server
         self.log = log or (lambda text: None)
         self.workers: list = []
         self.servers: list = []
@@ -135,12 +144,12 @@ class RayPool:
             raise SriceError("the Ray cluster has no live node with CPUs")
         placed = [nodes[i % len(nodes)] for i in range(cfg.workers)]
         urls: dict[str, str | None] = dict.fromkeys(placed)
-        if self.server_recipe is not None:
+        if self.own_servers:
             server = ray.remote(ModelServer)
             by_node = {
                 node: server.options(
                     num_cpus=0, max_restarts=0, scheduling_strategy=On(node, soft=False)
-                ).remote(self.server_recipe)
+                ).remote(self.spec)
                 for node in urls
             }  # fmt: skip
             self.servers = list(by_node.values())
@@ -152,7 +161,7 @@ class RayPool:
                 num_cpus=cfg.worker_cpus, num_gpus=cfg.worker_gpus, max_restarts=-1,
                 max_task_retries=cfg.retries, name=f"worker-{i}", namespace=self.namespace,
                 scheduling_strategy=On(node, soft=False),
-            ).remote(self.agent_recipe, urls[node])
+            ).remote(self.spec, urls[node])
             for i, node in enumerate(placed)
         ]  # fmt: skip
         self.log(
@@ -199,6 +208,8 @@ class RayPool:
             raise
         except _lost_worker() as e:
             if len(batch) == 1:
+                from srice.agent.trace import Answer
+
                 reason = (str(e).strip().splitlines() or [""])[0]
                 died = f"its Ray worker died {self.config.retries + 1} times ({type(e).__name__}: {reason})"
                 return [Answer(question=batch[0].question, options=None, item_id=batch[0].id, error=died)]
@@ -233,3 +244,24 @@ def _lost_worker() -> tuple[type[BaseException], ...]:
         for name in ("RayActorError", "WorkerCrashedError", "OutOfMemoryError", "NodeDiedError")
         if hasattr(rx, name)
     )
+
+
+def run_on_ray(
+    spec: AgentSpec,
+    config: RayConfig,
+    items: Sequence[EvalItem],
+    out_dir,
+    *,
+    variant,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> EvalRun:
+    """``srice eval --ray``: the records a plain run writes (``srice.eval.run.write``, the same
+    settings, so either can resume the other), answered by the pool's workers."""
+    from srice.eval import run as evaluate
+
+    if options.get("shard", (0, 1)) != (0, 1):
+        raise SriceError("--shard and --ray do not mix: Ray spreads the questions over its workers")
+    with RayPool(config, spec, log) as pool:
+        settings = evaluate.run_settings(items, (0, 1), pool.settings(), variant)
+        return evaluate.write(items, out_dir, pool.answers, settings=settings, **options)

@@ -21,11 +21,11 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from srice.errors import SriceError
+from srice.files import write_atomic
 
 
 def lock_path(records: Path) -> Path:
@@ -90,26 +90,12 @@ def repair(path: Path) -> tuple[list[dict], list[Damage]]:
                 f.write(json.dumps({"line": d.line, "reason": d.reason, "text": d.text}) + "\n")
         bad = {d.line for d in damaged}
         lines = data.splitlines(keepends=True)
-        _atomic_write(path, b"".join(line for n, line in enumerate(lines, 1) if n not in bad))
+        write_atomic(path, b"".join(line for n, line in enumerate(lines, 1) if n not in bad))
     return records, damaged
 
 
 def quarantine_path(path: Path) -> Path:
     return path.with_name(path.stem + ".quarantine.jsonl")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # as an ordinary file, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunLock:
@@ -158,7 +144,7 @@ def check_settings(records: Path, settings: dict, *, force: bool = False) -> lis
     path = settings_path(Path(records))
     out_dir = path.parent
     if not path.exists():
-        _atomic_write(path, (json.dumps({"settings": settings, "earlier": []}, indent=2) + "\n").encode())
+        write_atomic(path, (json.dumps({"settings": settings, "earlier": []}, indent=2) + "\n").encode())
         return []
     try:
         stored = json.loads(path.read_text())
@@ -178,7 +164,7 @@ def check_settings(records: Path, settings: dict, *, force: bool = False) -> lis
     if changes:
         stored["earlier"] = [*stored.get("earlier", []), before]
         stored["settings"] = settings
-        _atomic_write(path, (json.dumps(stored, indent=2) + "\n").encode())
+        write_atomic(path, (json.dumps(stored, indent=2) + "\n").encode())
     return changes
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from srice.agent.prompts import LETTERS
+from srice.agent.trace import tool_of
 from srice.eval.records import mixed, read_records
 
 
@@ -47,11 +48,6 @@ def summarize(records: Sequence[dict]) -> dict:
     out["us_auroc"] = {name: us_auroc(records, name) for name in names}
     out["failures"] = failures(records)
     return out
-
-
-def tool_of(pathway: str) -> str:
-    """The tool behind a pathway: ``yolo`` for ``yolo`` and ``yolo[0]``."""
-    return pathway.split("[", 1)[0]
 
 
 _WHERE = re.compile(r"^\S+(?::\d+| row \d+): ")

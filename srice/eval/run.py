@@ -14,7 +14,6 @@ failed write (a full disk) leaves the file whole, up to the last batch, and stop
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,12 +23,13 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 from srice.agent import Agent, Item
-from srice.agent.answers import normalize_vqa_answer
+from srice.agent.answers import begins_answer
 from srice.agent.pipeline import pipelined
 from srice.agent.trace import Answer
 from srice.errors import SriceError
-from srice.eval.items import EvalItem
+from srice.eval.items import EvalItem, item_key
 from srice.eval.metrics import score
+from srice.eval.policy import DEFAULT_BATCH_SIZE
 from srice.eval.records import (
     Damage,
     RunLock,
@@ -39,6 +39,7 @@ from srice.eval.records import (
     read_records,
     repair,
 )
+from srice.serving.variants import Variant
 
 __all__ = [
     "EvalRun", "answers", "make_record", "read_records", "records_name", "run", "run_settings", "write",
@@ -64,17 +65,17 @@ def run(
     out_dir: str | Path,
     *,
     shard: tuple[int, int] = (0, 1),
-    settings: dict | None = None,
+    variant: Variant | None = None,
     pipeline: int = 2,
     **options,
 ) -> EvalRun:
     """Answer every item that has no record yet with ``agent`` in this process (see ``write``).
-    ``settings`` adds to what the run's settings hold (the CLI adds the variant and the model's
-    files). ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs one batch at a time,
-    stage by stage); the records are the same either way."""
+    ``variant``: the model's registry entry, whose name and files the run's settings then hold (the
+    CLI names it). ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs one batch at a
+    time, stage by stage); the records are the same either way."""
     return write(
         items, out_dir, lambda batches: answers(agent, batches, pipeline),
-        settings=run_settings(agent, items, shard) | (settings or {}), shard=shard, **options,
+        settings=run_settings(items, shard, agent_settings(agent), variant), shard=shard, **options,
     )  # fmt: skip
 
 
@@ -85,7 +86,7 @@ def write(
     *,
     settings: dict,
     shard: tuple[int, int] = (0, 1),
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     on_batch: Callable[[list[dict]], None] | None = None,
@@ -149,15 +150,21 @@ def _append(f, path: Path, records: list[dict], before: int) -> None:
         ) from None
 
 
-def run_settings(agent: Agent, items: Sequence[EvalItem], shard: tuple[int, int]) -> dict:
-    """What the records depend on, as ``run.json`` keeps it: the questions, the model behind the
-    backend, the tools, their calibrators, the uncertainty score and the agent's configuration."""
-    return data_settings(items, shard) | agent_settings(agent)
+def run_settings(
+    items: Sequence[EvalItem], shard: tuple[int, int], agent_part: dict, variant: Variant | None = None
+) -> dict:
+    """What the records depend on, as ``run.json`` keeps it, for a plain run and a Ray run alike: the
+    questions, the agent (``agent_settings``: the model behind the backend, the tools, their
+    calibrators, the uncertainty score and the agent's configuration) and the variant's files."""
+    settings = data_settings(items, shard) | agent_part
+    if variant is not None:
+        settings |= {"variant": variant.name, "model_files": variant.fingerprint()}
+    return settings
 
 
 def data_settings(items: Sequence[EvalItem], shard: tuple[int, int]) -> dict:
     return {
-        "data": fingerprint([_item_key(i) for i in items]),
+        "data": fingerprint([item_key(i) for i in items]),
         "questions": len(items),
         "shard": f"{shard[0]}/{shard[1]}",
     }
@@ -172,15 +179,6 @@ def agent_settings(agent: Agent) -> dict:
         "uncertainty": fingerprint(asdict(us) if is_dataclass(us) else repr(us)),
         "agent": asdict(agent.config),
     }
-
-
-def _item_key(item: EvalItem) -> list:
-    image = item.image
-    if isinstance(image, bytes):
-        image = "sha256:" + hashlib.sha256(image).hexdigest()
-    elif not isinstance(image, (str, Path)):
-        image = "sha256:" + hashlib.sha256(image.tobytes()).hexdigest()
-    return [item.id, item.question, item.options, item.answers, item.metric, str(image), item.error]
 
 
 def answers(agent: Agent, batches: Iterable[list[EvalItem]], pipeline: int = 1) -> Iterator[list[Answer]]:
@@ -202,12 +200,7 @@ def set_covers(prediction_set: Sequence[str], item: EvalItem) -> bool:
     that begins one of the true answers (the open-answer sets are over first tokens)."""
     if item.options:
         return item.answers[0] in prediction_set
-    truths = [normalize_vqa_answer(a) for a in item.answers]
-    return any(
-        normalize_vqa_answer(c) and t.startswith(normalize_vqa_answer(c))
-        for c in prediction_set
-        for t in truths
-    )
+    return any(begins_answer(c, item.answers) for c in prediction_set)
 
 
 def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:

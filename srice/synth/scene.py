@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Well separated, and all in the toy model's vocabulary (srice.toy.tiny). No white or grey: those are
+# Well separated, and all in the toy model's vocabulary (srice.builtin.tiny_mllm). No white or grey: those are
 # the background's colours.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "red": (215, 40, 40),

@@ -56,14 +56,14 @@ def calibrate_bundle(
 ) -> dict:
     """Fit the detector's calibrator (CRC recall threshold, then split-conformal box margins) and the
     uncertainty calibration on a synthetic split of their own."""
+    from srice.builtin.toy_bundle import toy_yolo_options
     from srice.calibration.coco import load_coco
     from srice.calibration.tool_fit import calibrate, make_calibrator, run_tool
-    from srice.calibration.uncertainty import calibrate_uncertainty
     from srice.eval.data import load_items
+    from srice.eval.uncertainty_fit import calibrate_uncertainty
     from srice.serving.hf import TransformersBackend
     from srice.synth import SynthKnobs, generate
     from srice.tools import get_tool
-    from srice.toy import toy_yolo_options
 
     calib = out / "calib"
     calib.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from srice.agent import prompts
+from srice.builtin.tiny_mllm import TinySpec, build_tiny_model
 from srice.synth import SynthKnobs, make_image
 from srice.toy.data import Example, examples_for_image, stream, targets_of
-from srice.toy.tiny import TinySpec, build_tiny_model
 
 TOY_KINDS = ("colour", "exists", "colour_mc")  # the shipped bundle's; ``KINDS`` has every kind
 TRAIN_SEED_OFFSET = 1000  # training images: synth seed 1000 + model seed

@@ -14,11 +14,11 @@ import pytest
 from conftest import Scripted, scene
 from srice.agent import Agent, AgentConfig, Item
 from srice.agent.uncertainty import SetSizeScore
+from srice.builtin.tiny_tools import tiny_yolo
 from srice.errors import InputError, ToolError
 from srice.serving.openai_http import OpenAIBackend
 from srice.tools import get_tool
 from srice.tools.regions import Regions
-from srice.tools.tiny import tiny_yolo
 
 
 class Counting:

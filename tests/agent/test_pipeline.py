@@ -12,9 +12,9 @@ import pytest
 from conftest import scene
 from srice.agent import Agent, AgentConfig, Item
 from srice.agent.pipeline import pipelined
+from srice.builtin.tiny_tools import tiny_yolo
 from srice.errors import InputError
 from srice.tools import get_tool
-from srice.tools.tiny import tiny_yolo
 
 
 class Log:

@@ -46,3 +46,8 @@ def test_ten_thousand_characters_and_code_are_just_text(tmp_path):
     assert all(isinstance(t, str) for t in parse_targets(reply))
     assert all(isinstance(t, str) for t in parse_targets(f"[{reply}]"))
     assert not marker.exists()
+
+
+def test_deeply_nested_replies_are_no_targets():
+    """A reply nested a thousand lists deep is read without recursion errors, as no targets."""
+    assert parse_targets("[" * 1000 + "]" * 1000) == [] and parse_targets("[" * 1999) == []

@@ -12,8 +12,9 @@ import pytest
 from srice.agent import Answer, Item
 from srice.app import chat
 from srice.app.batching import Job, MicroBatcher, QueueFull
+from srice.app.server_config import BatchingConfig, Limits, Settings
 
-DEFAULTS = chat.Settings(tools=("yolo",), top_views=1, early_exit=False, max_tokens=16, temperature=0.0)
+DEFAULTS = Settings(tools=("yolo",), top_views=1, early_exit=False, max_tokens=16, temperature=0.0)
 PNG = base64.b64encode(b"\x89PNG not really").decode()
 
 
@@ -24,7 +25,7 @@ def body(text="What colour is the star?", *, image=f"data:image/png;base64,{PNG}
     return {"model": "srice-toy-agent", "messages": [{"role": "user", "content": content}], **extra}
 
 
-def parse(b, limits=chat.Limits()):
+def parse(b, limits=Limits()):
     return chat.parse_chat(
         b, model="srice-toy-agent", tools=("yolo", "zoom"), defaults=DEFAULTS, limits=limits
     )
@@ -55,7 +56,7 @@ def test_a_valid_request_gives_the_question_image_and_settings():
     r = parse(body(max_tokens=8, temperature=0.0, logprobs=True, top_logprobs=3, srice={"tools": ["zoom"]}))
     assert r.question == "What colour is the star?" and r.options is None
     assert r.image == base64.b64decode(PNG)
-    assert r.settings == chat.Settings(("zoom",), 1, False, 8, 0.0)
+    assert r.settings == Settings(("zoom",), 1, False, 8, 0.0)
     assert r.logprobs and r.top_logprobs == 3 and not r.stream
     explicit = parse(body("Which colour?", srice={"options": ["red", "blue"]}))
     assert explicit.options == ("red", "blue") and explicit.question == "Which colour?"
@@ -102,10 +103,10 @@ def test_bad_requests_are_openai_style_errors_with_a_reason(request_body, status
 def test_image_bytes_and_local_paths_are_bounded(tmp_path):
     big = base64.b64encode(b"x" * 2000).decode()
     with pytest.raises(chat.ApiError) as caught:
-        parse(body(image=f"data:image/png;base64,{big}"), chat.Limits(max_image_bytes=1000))
+        parse(body(image=f"data:image/png;base64,{big}"), Limits(max_image_bytes=1000))
     assert caught.value.status == 413
     (tmp_path / "ok.png").write_bytes(b"x")
-    limits = chat.Limits(image_folder=tmp_path)
+    limits = Limits(image_folder=tmp_path)
     assert parse(body(image="ok.png"), limits).image == tmp_path / "ok.png"
     assert parse(body(image=f"file://{tmp_path}/ok.png"), limits).image == tmp_path / "ok.png"
     for outside in ("../escape.png", "/etc/passwd", f"{tmp_path}/../x.png"):
@@ -156,7 +157,7 @@ def test_questions_that_arrive_together_share_one_batch_and_full_queues_refuse()
 
     async def main():
         loop = asyncio.get_running_loop()
-        batcher = MicroBatcher(run, max_batch=4, wait=0.2, max_queue=5)
+        batcher = MicroBatcher(run, BatchingConfig(max_batch=4, wait=0.2, max_queue=5))
         batcher.start()
         stages = []
         jobs = [Job(Item(b"", f"q{k}"), "s", loop, loop.create_future(), stages.append) for k in range(4)]
@@ -191,7 +192,7 @@ def test_a_client_that_left_before_its_batch_is_not_answered():
 
     async def main():
         loop = asyncio.get_running_loop()
-        batcher = MicroBatcher(run, max_batch=1, wait=0.0, max_queue=8)
+        batcher = MicroBatcher(run, BatchingConfig(max_batch=1, wait=0.0, max_queue=8))
         batcher.start()
         first = Job(Item(b"", "first"), "s", loop, loop.create_future())
         gone = Job(Item(b"", "gone"), "s", loop, loop.create_future())
@@ -214,7 +215,7 @@ def test_a_failing_batch_fails_each_of_its_questions():
 
     async def main():
         loop = asyncio.get_running_loop()
-        batcher = MicroBatcher(run, max_batch=4, wait=0.05)
+        batcher = MicroBatcher(run, BatchingConfig(max_batch=4, wait=0.05))
         batcher.start()
         jobs = [Job(Item(b"", f"q{k}"), "s", loop, loop.create_future()) for k in range(3)]
         for job in jobs:

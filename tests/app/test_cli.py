@@ -180,9 +180,16 @@ def test_user_errors_are_one_line(args, message, picture):
 
 
 def test_help_for_every_command():
-    for command in ([], ["ask"], ["serve"]):
+    from srice.app.cli import COMMANDS, build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert len(commands) == len(COMMANDS) == 9
+    for command in ([], *([c] for c in commands)):
         r = srice(*command, "--help")
-        assert r.returncode == 0 and "usage: srice" in r.stdout
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: srice {' '.join(command)}".rstrip()), (
+            command
+        )
+        assert "--help" in r.stdout and not r.stderr, command
     r = srice("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"srice {__import__('srice').__version__}"
 
@@ -207,12 +214,36 @@ def test_help_and_argument_errors_import_nothing_heavy():
     assert r.stdout.strip().splitlines()[-1] == "HEAVY:", r.stdout.strip().splitlines()[-1]
 
 
-def test_the_parser_offers_the_libraries_own_method_lists():
-    from srice.app.cli import CALIBRATION_METHODS, COMPRESS_METHODS
+def test_the_parser_offers_the_libraries_own_method_lists_and_defaults():
+    """The parser's choices are the libraries' own lists, and its defaults the config dataclasses'."""
+    from srice.agent.config import AgentConfig
+    from srice.app.cli import build_parser
     from srice.calibration.tool_fit import METHODS as calibration
     from srice.compress.api import METHODS as compress
+    from srice.eval.ray_eval import RayConfig
+    from srice.serving.config import ServingConfig
 
-    assert CALIBRATION_METHODS == tuple(calibration) and COMPRESS_METHODS == tuple(compress)
+    def options(command: str) -> dict:
+        sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+        return {a.dest: a for a in sub._actions}
+
+    assert tuple(options("calibrate")["method"].choices) == tuple(calibration)
+    assert tuple(options("compress")["method"].choices) == tuple(compress)
+    for command in ("ask", "eval", "demo", "serve", "mcp"):
+        o = options(command)
+        assert (
+            o["max_tokens"].default == AgentConfig().max_tokens
+            and o["timeout"].default == ServingConfig().timeout
+        )
+        assert (
+            o["tool_timeout"].default == AgentConfig().tool_timeout
+            and o["top_views"].default == AgentConfig().top_views
+        )
+    ray = options("eval")
+    assert (ray["ray_workers"].default, ray["ray_retries"].default) == (
+        RayConfig().workers,
+        RayConfig().retries,
+    )
 
 
 def test_demo_script_answers():
@@ -229,8 +260,8 @@ def test_demo_script_answers():
 
 
 def test_pipeline_depth_auto_overlaps_only_a_model_that_does_not_share_this_cpu():
-    from srice.app.build import ServingConfig
-    from srice.app.commands import _pipeline_depth
+    from srice.agent.pipeline import pipeline_depth as _pipeline_depth
+    from srice.serving.config import ServingConfig
     from srice.serving.launcher import has_gpu
 
     here = 2 if has_gpu() else 1

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from conftest import run_srice as srice
 from conftest import scene
 from srice.calibration import load_calibrator
-from srice.calibration.uncertainty import UncertaintyCalibration
+from srice.calibration.uncertainty_calibration import UncertaintyCalibration
 from srice.tools import get_tool
 
 WORDS = ["STOP", "EXIT", "OPEN", "SALE", "PARK", "HOTEL", "TAXI", "BANK"]
@@ -120,7 +120,7 @@ def test_corrupt_uncertainty_file_is_a_clear_error(tmp_path):
     example = Path(__file__).resolve().parents[2] / "demos" / "example.png"
     r = srice("ask", "--image", str(example), "--question", "q", "--calib", str(tmp_path), "--backend",
               "transformers")  # fmt: skip
-    assert r.returncode == 1 and "format version 99" in r.stderr
+    assert r.returncode == 1 and "format_version 99" in r.stderr
 
 
 def test_early_exit_without_a_threshold_is_an_error_that_says_why():

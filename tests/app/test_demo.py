@@ -25,7 +25,7 @@ from PIL import Image
 
 from conftest import run_srice
 from srice.agent import Agent, AgentConfig, Item
-from srice.app.build import build_tools
+from srice.builder.toolbox import build_tools
 from srice.images import check_question, load_image
 from srice.serving.openai_http import OpenAIBackend
 

@@ -31,9 +31,9 @@ def _call(args: list[str], calls: list[tuple[str, dict]]):
 
 def test_the_calibrated_detector_and_the_answer_through_an_mcp_client(toy_vllm_url):
     from srice import ServingConfig, build_agent, open_backend
-    from srice.app.build import build_tools, load_calibrators
+    from srice.builder.toolbox import build_tools, load_calibrators
+    from srice.builtin.toy_bundle import TOY_DIR
     from srice.images import load_image
-    from srice.toy import TOY_DIR
 
     image = base64.b64encode(EXAMPLE.read_bytes()).decode()
     options = [

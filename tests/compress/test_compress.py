@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from srice.compress import depth, masks, owl, scores, sparsegpt
+from srice.compress import depth, masks, owl_allocation, scores, sparsegpt
 from srice.errors import InputError
 
 W = torch.tensor([[1.0, -4.0, 2.0, 0.5], [-3.0, 1.0, 0.25, 2.0]])
@@ -80,32 +80,32 @@ def test_bad_sparsity_and_nm_are_input_errors():
 
 def test_outlier_ratio_counts_scores_above_m_times_the_mean():
     # mean of [1]*9 + [91] is 10; with M=5 only 91 exceeds 50
-    assert owl.outlier_ratio([torch.ones(9), torch.tensor([91.0])], m=5) == pytest.approx(0.1)
-    assert owl.outlier_ratio([torch.ones(3, 3)], m=5) == 0.0
+    assert owl_allocation.outlier_ratio([torch.ones(9), torch.tensor([91.0])], m=5) == pytest.approx(0.1)
+    assert owl_allocation.outlier_ratio([torch.ones(3, 3)], m=5) == 0.0
 
 
 def test_owl_allocation_equals_the_reference_code():
     """Hand-computed with the reference rule (luuyin/OWL): ratios [1, 2, 4] % scaled to [0, 2*0.08]
     are [0, 0.0533, 0.16], mean 0.0711; sparsity = 0.5 - (scaled - mean)."""
-    out = owl.allocate([0.01, 0.02, 0.04], 0.5, 0.08)
+    out = owl_allocation.allocate([0.01, 0.02, 0.04], 0.5, 0.08)
     assert out == pytest.approx([0.571111, 0.517778, 0.411111], abs=1e-6)
     # one outlier-heavy layer among plain ones sits 2*lambda*(5/6) from S: no band of +-lambda
-    heavy = owl.allocate([0.0, 0.0, 0.0, 0.0, 0.0, 0.3], 0.5, 0.08)
+    heavy = owl_allocation.allocate([0.0, 0.0, 0.0, 0.0, 0.0, 0.3], 0.5, 0.08)
     assert heavy == pytest.approx([0.5 + 0.16 / 6] * 5 + [0.5 - 0.16 * 5 / 6], abs=1e-9)
     # pushed to <= 0, a layer gets the reference's 0.01
-    assert owl.allocate([0.0, 0.0, 0.3], 0.05, 0.08)[2] == 0.01
+    assert owl_allocation.allocate([0.0, 0.0, 0.3], 0.05, 0.08)[2] == 0.01
 
 
 def test_owl_clamped_variant_keeps_every_layer_within_lambda():
-    out = owl.allocate([0.01, 0.02, 0.04], 0.5, 0.08, clamp=True)
+    out = owl_allocation.allocate([0.01, 0.02, 0.04], 0.5, 0.08, clamp=True)
     assert out == pytest.approx([0.564, 0.516, 0.42], abs=1e-6)  # deviations x 0.08 / 0.0889
 
 
 @pytest.mark.parametrize("target,lam", [(0.5, 0.08), (0.7, 0.08), (0.5, 0.2), (0.05, 0.08)])
 def test_owl_ratios_average_to_s_stay_in_band_and_order_inversely(target, lam):
     ratios = [0.010, 0.002, 0.030, 0.011, 0.004, 0.300]  # one outlier-heavy layer stresses the bound
-    out = owl.allocate(ratios, target, lam, clamp=True)
-    band = owl.effective_lambda(target, lam, clamp=True)
+    out = owl_allocation.allocate(ratios, target, lam, clamp=True)
+    band = owl_allocation.effective_lambda(target, lam, clamp=True)
     assert sum(out) / len(out) == pytest.approx(target, abs=1e-9)
     assert all(target - band - 1e-9 <= s <= target + band + 1e-9 for s in out)
     assert max(out) - min(out) > band  # the band is used, not collapsed
@@ -115,12 +115,12 @@ def test_owl_ratios_average_to_s_stay_in_band_and_order_inversely(target, lam):
 
 
 def test_owl_degenerate_cases():
-    assert owl.allocate([0.2, 0.2, 0.2], 0.6) == [0.6, 0.6, 0.6]
-    assert owl.allocate([0.1, 0.3], 0.5, lam=0.0) == [0.5, 0.5]
+    assert owl_allocation.allocate([0.2, 0.2, 0.2], 0.6) == [0.6, 0.6, 0.6]
+    assert owl_allocation.allocate([0.1, 0.3], 0.5, lam=0.0) == [0.5, 0.5]
     with pytest.raises(InputError):
-        owl.allocate([], 0.5)
+        owl_allocation.allocate([], 0.5)
     with pytest.raises(InputError):
-        owl.allocate([0.1, 0.2], 1.0)
+        owl_allocation.allocate([0.1, 0.2], 1.0)
 
 
 def _correlated_inputs(cols=64, tokens=512, rank=16, seed=0):

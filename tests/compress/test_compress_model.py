@@ -20,11 +20,11 @@ from safetensors.torch import load_file
 
 from conftest import run_srice, scene
 from srice.agent.prompts import direct_request
-from srice.compress import CompressConfig, compress, masks, owl
+from srice.builtin.tiny_mllm import TinySpec, tiny_model_path
+from srice.compress import CompressConfig, compress, masks, owl_allocation
 from srice.compress.register import register
 from srice.errors import ServingError
 from srice.serving.hf import TransformersBackend
-from srice.toy.tiny import TinySpec, tiny_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,7 +94,9 @@ def test_owl_wanda_checkpoint_keeps_vision_bit_identical_and_records_what_it_did
     targets = list(m["target_sparsity"].values())
     assert len(targets) == 4 and sum(targets) / 4 == pytest.approx(0.5, abs=1e-6)
     ratios = list(m["owl"]["outlier_ratio"].values())
-    assert targets == pytest.approx(owl.allocate(ratios, 0.5, 0.08), abs=1e-6)  # the reference rule
+    assert targets == pytest.approx(
+        owl_allocation.allocate(ratios, 0.5, 0.08), abs=1e-6
+    )  # the reference rule
     assert max(targets) - min(targets) > 0.01 and all(0.34 - 1e-6 <= t <= 0.66 + 1e-6 for t in targets)
     assert sorted(range(4), key=ratios.__getitem__) == sorted(range(4), key=lambda i: -targets[i])
     assert m["calibration"]["samples"] == 6 and len(m["calibration"]["sha256"]) == 64

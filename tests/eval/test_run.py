@@ -271,3 +271,17 @@ def test_each_column_says_its_n_where_it_differs():
     s = summarize([record({"direct": 1.0, "yolo[0]": 1.0}), record({"direct": 0.0}), record({"direct": 1.0})])
     assert s["overall"]["n_by_column"]["yolo[0]"] == 1
     assert "| overall | 3 | 0.667 | 1.000 | 1.000 (1) | 1.000 |" in markdown(s)
+
+
+def test_wide_option_tables_keep_every_column(tmp_path):
+    """A multiple-choice question with 12 options writes all 12 letter columns to predictions.tsv."""
+    from srice.eval.report import write_reports
+
+    record = {"id": "1", "kind": "", "metric": "mc", "question": "q", "options": [f"o{i}" for i in range(12)],
+              "answers": ["B"], "answer": "B", "pathway": "direct", "uncertainty": 1.0, "score": 1.0,
+              "oracle_score": 1.0, "pathways": {}, "mllm_calls": 1, "seconds": 0.1, "error": None,
+              "meta": {}}  # fmt: skip
+    (tmp_path / "records.jsonl").write_text(json.dumps(record) + "\n")
+    write_reports(tmp_path)
+    rows = [line.split("\t") for line in (tmp_path / "predictions.tsv").read_text().splitlines()]
+    assert len(rows[0]) == len(rows[1]) == 2 + 12 + 3 and rows[0][2:14] == list("ABCDEFGHIJKL")

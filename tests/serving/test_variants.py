@@ -1,7 +1,11 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
+from conftest import scene
 from srice.errors import InputError
 from srice.serving.variants import Variant, get_variant, load_variants, register_variant
 
@@ -106,3 +110,25 @@ def test_builtin_toy_and_variant_calibration_dirs(tmp_path):
     assert r.returncode != 0 and "srice train-toy" in r.stderr
     assert Variant("x", "/m", "x", extra={"calib": str(tmp_path)}).calibration_dir() == str(tmp_path)
     assert Variant("x", "/m", "x").calibration_dir() is None
+
+
+def test_a_malformed_variant_entry_is_named_and_the_others_keep_working(tmp_path):
+    registry = tmp_path / "variants.json"
+    registry.write_text(json.dumps({
+        "bad-args": {"model": "builtin:tiny", "vllm_args": "--dtype float32"},
+        "escape": {"model": "builtin:tiny", "served_name": "../../x"},
+        "nothing": {"model": None},
+        "mine": {"model": "builtin:tiny", "served_name": "mine"},
+    }))  # fmt: skip
+    env = os.environ | {"SRICE_VARIANTS": str(registry)}
+    picture = tmp_path / "p.png"
+    scene().save(picture)
+    ask = [sys.executable, "-m", "srice", "ask", "--image", str(picture), "--question", "What colour is it?",
+           "--tools", "", "--backend", "transformers"]  # fmt: skip
+    ok = subprocess.run([*ask, "--variant", "mine"], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "malformed variant registry entries left out: bad-args" in ok.stderr
+    for name, why in (("bad-args", "must be a list of strings"), ("escape", "'served_name' '../../x'"),
+                      ("nothing", "'model' must name")):  # fmt: skip
+        r = subprocess.run([*ask, "--variant", name], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 1 and f"variant {name!r} is malformed" in r.stderr and why in r.stderr

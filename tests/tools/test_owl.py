@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import scene
+from srice.builtin.tiny_tools import tiny_owl
 from srice.errors import ToolError
 from srice.tools import get_tool
 from srice.tools.owl import OwlTool
 from srice.tools.regions import Regions
-from srice.tools.tiny import tiny_owl
 
 
 @pytest.fixture(scope="module")

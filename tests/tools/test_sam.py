@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import scene
+from srice.builtin.tiny_tools import tiny_owl, tiny_sam, tiny_yolo
 from srice.errors import InputError, ToolError
 from srice.tools import get_tool
 from srice.tools.regions import Regions
 from srice.tools.sam import SamTool, load_sam
-from srice.tools.tiny import tiny_owl, tiny_sam, tiny_yolo
 from srice.tools.yolo import YoloTool
 
 
@@ -163,7 +163,7 @@ def test_an_agent_with_yolo_and_sam_detects_once_and_sam_segments_yolos_best_box
 
 
 def test_build_tools_gives_sam_the_yolo_tool_itself_unless_yolo_has_other_weights():
-    from srice.app.build import build_tools
+    from srice.builder.toolbox import build_tools
 
     sam, yolo = build_tools(["sam", "yolo"])
     assert sam.detector is yolo and sam.max_prompts == 20

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import scene
+from srice.builtin.tiny_tools import tiny_yolo
 from srice.errors import ToolError
 from srice.tools import get_tool
 from srice.tools.regions import Regions
-from srice.tools.tiny import tiny_yolo
 from srice.tools.vocab import COCO_NAMES
 from srice.tools.yolo import YoloTool
 

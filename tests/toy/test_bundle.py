@@ -14,9 +14,9 @@ import json
 import numpy as np
 import pytest
 
+from srice.builtin.toy_bundle import TOY_DIR
 from srice.serving.types import Message, Request
 from srice.synth import SynthKnobs, make_image
-from srice.toy import TOY_DIR
 from srice.toy.data import examples_for_image
 
 if not (TOY_DIR / "manifest.json").exists():
@@ -37,8 +37,8 @@ def test_bundle_matches_its_manifest_and_stays_small():
 
 
 def test_the_toy_bundle_is_the_default_everywhere():
-    from srice.app.build import embedded_options
     from srice.app.cli import build_parser
+    from srice.builder.toolbox import embedded_options
     from srice.serving.variants import get_variant
 
     args = build_parser().parse_args(["ask", "--image", "x.png", "--question", "q"])
@@ -116,3 +116,23 @@ def test_readme_python_api_example_runs_as_written(toy_server):
     stdout = run_readme_python("Python API", "http://127.0.0.1:8000", toy_server.url)
     answer, _, pathways = stdout.strip().splitlines()[-1].partition(" [")
     assert "'direct'" in pathways and "'yolo[0]'" in pathways, stdout
+
+
+def test_readme_pool_example_answers_as_build_agent_does(toy_server):
+    """The README's AgentPool block, run as written: the pool's default agent answers the example as
+    ``build_agent`` with the same tools does, and a second setting is a second agent."""
+    from conftest import run_readme_python
+    from srice import AgentPool, AgentSpec, ServingConfig, build_agent
+    from srice.serving.openai_http import OpenAIBackend
+
+    stdout = run_readme_python("The same agent described once", "http://127.0.0.1:8000", toy_server.url)
+    first, second = stdout.strip().splitlines()[-2:]
+    backend = OpenAIBackend(toy_server.url, toy_server.served_name)
+    direct = build_agent(backend, "toy", ["yolo", "zoom"], log=lambda text: None)
+    assert first == direct.answer("demos/examples/tiny_triangle.png", "What colour is the triangle?").answer
+    spec = AgentSpec(tools=("yolo", "zoom"), serving=ServingConfig(server=toy_server.url))
+    with AgentPool(spec, log=lambda text: None) as pool:
+        assert pool.agent() is pool.agent() and pool.agent(top_views=0) is not pool.agent()
+        assert pool.agent().tools[0] is pool.agent(top_views=0).tools[0]  # the tools are shared
+        star = pool.agent(top_views=0).answer("demos/examples/tiny_triangle.png", "Is there a star?")
+        assert second == star.answer

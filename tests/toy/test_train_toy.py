@@ -9,9 +9,9 @@ import os
 import pytest
 
 from conftest import run_srice
+from srice.builtin.toy_bundle import TOY_DIR
 from srice.errors import CalibrationError
 from srice.synth.scene import SHAPES
-from srice.toy import TOY_DIR
 from srice.toy.train_mllm import TrainConfig
 from srice.toy.train_yolo import YoloConfig
 
@@ -19,7 +19,7 @@ from srice.toy.train_yolo import YoloConfig
 def test_a_failed_stage_keeps_what_the_earlier_stages_trained(tmp_path):
     """Minutes of training must survive a late failure: here the detector, trained for one epoch
     on six tiles, finds nothing, so its calibration fails with a clear error."""
-    from srice.app.build import build_tools
+    from srice.builder.toolbox import build_tools
     from srice.serving.hf import TransformersBackend
     from srice.serving.types import Message, Request
     from srice.toy.bundle import train_bundle
@@ -56,7 +56,7 @@ def test_a_failed_stage_keeps_what_the_earlier_stages_trained(tmp_path):
 @pytest.mark.skipif(not (TOY_DIR / "yolo.pt").exists(), reason="needs the trained toy bundle (issue 6)")
 def test_calibrate_bundle_fits_both_calibrations_on_its_own_split(tmp_path):
     from srice.calibration import load_calibrator
-    from srice.calibration.uncertainty import UncertaintyCalibration
+    from srice.calibration.uncertainty_calibration import UncertaintyCalibration
     from srice.toy.bundle import calibrate_bundle
 
     os.symlink(TOY_DIR / "mllm", tmp_path / "mllm")

@@ -1,7 +1,7 @@
 import filecmp
 from pathlib import Path
 
-from srice.toy.tiny import TinySpec, build_tiny_model, tiny_model_path
+from srice.builtin.tiny_mllm import TinySpec, build_tiny_model, tiny_model_path
 
 
 def _files(folder: Path) -> list[str]:

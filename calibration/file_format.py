@@ -1,14 +1,15 @@
-"""Calibration files: one strict-JSON object per calibrator, read back with every error named.
+"""Calibration files: one strict-JSON object per calibration, read back with every error named.
 
-``save`` writes, and ``load`` reads::
+Both kinds of calibration, a tool's calibrator (``srice.calibration.base``) and the uncertainty
+score's (``srice.calibration.uncertainty_calibration``), are written and read here, as::
 
     {"format_version": 1, "method": "threshold", "alpha": 0.1, "n": 100,
-     "data_hash": "sha256:...", "params": {...}, "created_by": "srice 0.1.0"}
+     "data_hash": "sha256:...", "params": {...}, "created_by": "srice 0.1.0", "checksum": "sha256:..."}
 
-``params`` holds the constructor settings and the fitted parameters; ``n`` counts the calibration
-units the guarantee is stated over (images, matched pairs or matched instances, per calibrator).
-Non-finite numbers (a "keep nothing" threshold of +inf) are written as the strings "inf"/"-inf"
-so the file stays strict JSON.
+``params`` holds the settings and the fitted parameters; ``n`` counts the calibration units the
+guarantee is stated over (images, matched pairs, matched instances or questions). Non-finite numbers
+(a "keep nothing" threshold of +inf) are written as the strings "inf"/"-inf" so the file stays strict
+JSON. The checksum covers every other field: a file edited or damaged after it was written is refused.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from typing import Any
 
 from srice.errors import CalibrationError, InputError
 from srice.files import read_file as read_bytes
+from srice.files import write_atomic
 
 from .conformal import check_alpha, min_n
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 FORMAT_VERSION = 1
+RECREATE = "recreate it with conformalize(...).save(path)"  # what to do about a bad calibrator file
 
 
 def encode_float(value: float) -> float | str:
@@ -57,7 +60,32 @@ def checksum(data: dict) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_file(path: str | os.PathLike) -> dict:
+def created_by() -> str:
+    from srice import __version__
+
+    return f"srice {__version__}"
+
+
+def calibration_file(method: str, alpha: float, n: int, data_hash: str, params: dict) -> dict:
+    """The file's object for a fitted calibration, with its checksum."""
+    data = {
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "alpha": alpha,
+        "n": n,
+        "data_hash": data_hash,
+        "params": params,
+        "created_by": created_by(),
+    }
+    return data | {"checksum": checksum(data)}
+
+
+def write_calibration(path: str | os.PathLike, data: dict) -> Path:
+    """Write a calibration file atomically: a crash never leaves a truncated file."""
+    return write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def read_file(path: str | os.PathLike, remedy: str = RECREATE) -> dict:
     """The JSON object of a calibration file, or a CalibrationError saying what is wrong with it."""
     path = Path(path)
     if not path.exists():
@@ -69,48 +97,39 @@ def read_file(path: str | os.PathLike) -> dict:
         text = read_bytes(path, "calibration file", MAX_FILE_BYTES).decode("utf-8")
     except (InputError, UnicodeDecodeError) as e:
         raise CalibrationError(
-            f"Calibration file {path} cannot be read ({e}); check it or recreate it with "
-            f"conformalize(...).save(path)."
+            f"Calibration file {path} cannot be read ({e}); check it or {remedy}."
         ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         raise CalibrationError(
-            f"Calibration file {path} is not valid JSON (corrupt or truncated); recreate it with "
-            f"conformalize(...).save(path)."
+            f"Calibration file {path} is not valid JSON (corrupt or truncated); {remedy}."
         ) from None
     return data
 
 
-def check_header(data: Any, source: str) -> dict:
+def check_header(data: Any, source: str, remedy: str = RECREATE) -> dict:
+    """The file's object once its shared fields are checked (present, typed, alpha in range, enough
+    calibration units for any guarantee at alpha)."""
     if not isinstance(data, dict):
+        raise CalibrationError(f"Calibration file {source} does not hold a JSON object; {remedy}.")
+    if "format_version" in data and data["format_version"] != FORMAT_VERSION:  # before the fields: they vary
         raise CalibrationError(
-            f"Calibration file {source} does not hold a JSON object; recreate it with "
-            f"conformalize(...).save(path)."
+            f"Calibration file {source} has format_version {data['format_version']!r} but this srice "
+            f"reads version {FORMAT_VERSION}; {remedy} (with this srice)."
         )
     fields = ("format_version", "method", "alpha", "n", "data_hash", "params")
     missing = [key for key in fields if key not in data]
     if missing:
         raise CalibrationError(
             f"Calibration file {source} lacks {', '.join(missing)} (not a srice calibration file or "
-            f"truncated); recreate it with conformalize(...).save(path)."
-        )
-    if data["format_version"] != FORMAT_VERSION:
-        raise CalibrationError(
-            f"Calibration file {source} has format_version {data['format_version']!r} but this srice "
-            f"reads version {FORMAT_VERSION}; recreate it with this srice (conformalize(...).save(path))."
+            f"truncated); {remedy}."
         )
     n = data["n"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(data["params"], dict):
-        raise CalibrationError(
-            f"Calibration file {source} has an invalid n or params; recreate it with "
-            f"conformalize(...).save(path)."
-        )
+        raise CalibrationError(f"Calibration file {source} has an invalid n or params; {remedy}.")
     if isinstance(data["alpha"], bool) or not isinstance(data["alpha"], int | float):
-        raise CalibrationError(
-            f"Calibration file {source} has a non-numeric alpha; recreate it with "
-            f"conformalize(...).save(path)."
-        )
+        raise CalibrationError(f"Calibration file {source} has a non-numeric alpha; {remedy}.")
     alpha = check_alpha(data["alpha"])
     if n < min_n(alpha, "crc"):
         raise CalibrationError(
@@ -120,11 +139,11 @@ def check_header(data: Any, source: str) -> dict:
     return data
 
 
-def verify_checksum(data: dict, source: str) -> None:
+def verify_checksum(data: dict, source: str, remedy: str = RECREATE) -> None:
     """A ``CalibrationError`` when a file that carries a checksum no longer matches it (files of
     earlier srice versions carry none and are checked field by field only)."""
     if "checksum" in data and data["checksum"] != checksum(data):
         raise CalibrationError(
             f"Calibration file {source} does not match its checksum: it was edited or damaged after it "
-            f"was written; recreate it with conformalize(...).save(path)."
+            f"was written; {remedy}."
         )

@@ -4,7 +4,7 @@ import filecmp
 
 import torch
 
-from srice.tools.tiny import tiny_owl, tiny_sam, tiny_yolo
+from srice.builtin.tiny_tools import tiny_owl, tiny_sam, tiny_yolo
 
 
 def same_files(a, b) -> bool:

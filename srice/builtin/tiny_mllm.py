@@ -73,8 +73,10 @@ class TinySpec:
     hidden_size: int = 128
     intermediate_size: int = 256
     num_layers: int = 2
+    """The text decoder: vocabulary (a byte-level BPE trained here), width, FFN width, layers."""
     num_heads: int = 4
     num_kv_heads: int = 2
+    """Its attention: query heads and key/value heads (grouped-query attention)."""
     vision_depth: int = 2
     vision_embed_dim: int = 64
     vision_heads: int = 2
