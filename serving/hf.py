@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from srice.devices import default_dtype, resolve_device
+from srice.errors import InputError, ServingError
+
 from .types import Completion, Request, TokenLogprob
+from .variants import HUB_ID
 
 
 def _hf_messages(request: Request) -> list[dict]:
@@ -41,31 +46,104 @@ def _compressed_tensors(model: str | Path) -> bool:
     return quantization.get("quant_method") == "compressed-tensors" and bool(quantization.get("format"))
 
 
+def _load(model: str | Path, dtype, device: str):
+    """The processor and the model at ``model`` (a folder, or a hub id when the user names one), or
+    one ``InputError``/``ServingError`` line that names it: transformers' own loaders raise anything
+    (OSError, ValueError, KeyError, JSON errors) with pages of traceback, and a user's checkpoint that
+    does not load is a user-facing failure, not a bug in srice."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    where = str(model)
+    if not Path(where).expanduser().exists() and not HUB_ID.match(where):
+        raise InputError(f"model folder not found: {where}")
+    try:
+        processor = AutoProcessor.from_pretrained(where)
+        load = {}
+        if device == "cpu" and _compressed_tensors(where):  # packed weights have no CPU kernels here
+            from transformers import CompressedTensorsConfig
+
+            load["quantization_config"] = CompressedTensorsConfig(dequantize=True)
+        loaded = AutoModelForImageTextToText.from_pretrained(where, dtype=dtype, **load)
+        loaded.to(device).eval()
+    except Exception as e:  # noqa: BLE001 - third-party loaders: any exception means "does not load"
+        reason = next(iter(str(e).strip().splitlines()), "")
+        raise ServingError(
+            f"transformers cannot load the model at {where}: {type(e).__name__}: {reason}"
+        ) from e
+    if getattr(processor, "tokenizer", None) is None:
+        raise ServingError(
+            f"the model at {where} has no multimodal processor with a tokenizer (AutoProcessor gave "
+            f"{type(processor).__name__}): save one with the processor's save_pretrained"
+        )
+    return processor, loaded
+
+
+def stop_ids(generation_config, tokenizer) -> frozenset[int]:
+    """The token ids that end a completion: the generation config's ``eos_token_id`` (an int, a list or
+    None, as checkpoints write it) together with the tokenizer's EOS. vLLM stops on both, so the two
+    backends stop at the same token. Empty when neither names one: then every completion runs to its
+    max_tokens and ends with finish_reason "length"."""
+    named = getattr(generation_config, "eos_token_id", None)
+    ids = [named] if isinstance(named, int) else list(named or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return frozenset(int(i) for i in ids)
+
+
+def _ensure_pad(tokenizer, eos: frozenset[int]) -> int:
+    """The pad id for left-padded batches. A tokenizer without one (Llama's have none) pads with its
+    EOS, else with an EOS the generation config names, else with token 0: padded positions are masked
+    out of attention, so any id of the vocabulary pads correctly, while adding a pad token would grow
+    the vocabulary past the model's embeddings."""
+    if tokenizer.pad_token_id is None:
+        fallback = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(eos, default=0)
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(fallback)
+    return tokenizer.pad_token_id
+
+
 class TransformersBackend:
     """Batched greedy or sampled generation with ``AutoModelForImageTextToText``."""
 
     def __init__(
-        self, model: str | Path, *, batch_size: int = 8, dtype: str = "float32", device: str = "cpu"
+        self, model: str | Path, *, batch_size: int = 8, dtype: str | None = None, device: str = "auto"
     ):
+        """``device``: auto (CUDA when present), cpu, cuda or cuda:N (``srice.devices``); ``dtype``:
+        default bfloat16 on a GPU, float32 on the CPU."""
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        device = resolve_device(device)
+        dtype = dtype or default_dtype(device)
+        processor, loaded = _load(model, getattr(torch, dtype), device)
+        self._setup(str(model), processor, loaded, device, dtype, batch_size)
+
+    @classmethod
+    def from_loaded(cls, name: str, processor, model, *, batch_size: int = 8) -> TransformersBackend:
+        """A backend over a model already in memory (on its device, in its dtype): for a benchmark
+        that builds a large random-weight model where it runs, without writing it to disk first."""
+        backend = cls.__new__(cls)
+        parameter = next(model.parameters())
+        dtype = str(parameter.dtype).removeprefix("torch.")
+        backend._setup(name, processor, model.eval(), str(parameter.device), dtype, batch_size)
+        return backend
+
+    def _setup(self, name: str, processor, model, device: str, dtype: str, batch_size: int) -> None:
+        import torch
 
         self.torch = torch
-        self.name = self.identity = f"transformers:{model}"
-        self.processor = AutoProcessor.from_pretrained(str(model))
-        self.processor.tokenizer.padding_side = "left"
-        load = {}
-        if device == "cpu" and _compressed_tensors(model):  # packed weights have no CPU kernels here
-            from transformers import CompressedTensorsConfig
-
-            load["quantization_config"] = CompressedTensorsConfig(dequantize=True)
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            str(model), dtype=getattr(torch, dtype), **load
-        )
-        self.model.to(device).eval()
-        self.device = device
+        self.name = self.identity = f"transformers:{name}"
+        self.processor, self.model = processor, model
+        self.device, self.dtype = device, dtype
         self.batch_size = batch_size
-        self.eos = set(self.model.generation_config.eos_token_id or [])
+        tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"
+        self.eos = stop_ids(self.model.generation_config, tokenizer)
+        self.pad = _ensure_pad(tokenizer, self.eos)
+        if not self.eos:
+            warnings.warn(
+                f"{name}: neither its generation config nor its tokenizer names an EOS token; every "
+                "completion runs to max_tokens (finish_reason 'length')",
+                stacklevel=3,
+            )
         self._lock = threading.Lock()  # generate is not re-entrant on one model
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -113,6 +191,8 @@ class TransformersBackend:
                 return_dict_in_generate=True,
                 top_k=None,
                 top_p=None,
+                eos_token_id=sorted(self.eos) or None,  # as stop_ids, not only the generation config's
+                pad_token_id=self.pad,
                 **sampling,
             )
         prompt_len = inputs["input_ids"].shape[1]

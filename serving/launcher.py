@@ -35,6 +35,13 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "VLLM_CONFIGURE_LOGGING": "1"}
 
 
+# vLLM's own default share of its GPU's memory, and what srice leaves for the tools (YOLO, SAM, OWL
+# and their activations) when they share the GPU with vllm serve: a server whose share would leave
+# less is refused (GPU variants set --gpu-memory-utilization, srice's default 0.8).
+VLLM_DEFAULT_GPU_SHARE = 0.9
+TOOLS_GPU_SHARE = 0.1
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -85,6 +92,7 @@ class VllmServer:
         startup_timeout: float = 300.0,
         env: dict[str, str] | None = None,
         die_with_parent: bool = False,
+        gpu: int = 0,
     ):
         self.model = str(model)
         self.served_name = served_name or Path(self.model).name
@@ -99,6 +107,7 @@ class VllmServer:
         # the kernel stops the server when the thread that started it dies, even by SIGKILL (a Ray
         # actor killed with its driver); off by default: the demo starts servers from threads that end
         self.die_with_parent = die_with_parent
+        self.gpu = gpu  # the GPU it serves on (CUDA_VISIBLE_DEVICES), where there is one
         self.process: subprocess.Popen | None = None
         self.pid: int | None = None  # kept after stop(), to check that the process group is gone
         self.started_seconds: float | None = None
@@ -121,6 +130,13 @@ class VllmServer:
             *self.args,
         ]
 
+    def environment(self) -> dict[str, str]:
+        """The server's environment: quiet and offline (unless a hub model must download), on a GPU
+        only the one it serves on, on the CPU build the settings that start fastest on few cores."""
+        env = os.environ | QUIET_ENV | (OFFLINE_ENV if self.offline else {})
+        env |= {"CUDA_VISIBLE_DEVICES": str(self.gpu)} if has_gpu() else CPU_ENV
+        return env | self.extra_env
+
     def start(self) -> VllmServer:
         if self.process is not None:
             return self
@@ -138,10 +154,9 @@ class VllmServer:
             logs.mkdir(parents=True, exist_ok=True)
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.served_name).lstrip(".") or "model"
             self.log_path = logs / f"vllm-{safe}-{self.port}.log"
-        env = os.environ | QUIET_ENV | (OFFLINE_ENV if self.offline else {})
-        if not has_gpu():
-            env |= CPU_ENV
-        env |= self.extra_env
+        if has_gpu():
+            check_gpu_share(self, list(_LIVE))
+        env = self.environment()
         cmd = self.command()
         if self.die_with_parent:
             cmd = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
@@ -215,15 +230,44 @@ class VllmServer:
         self.stop()
 
 
-def executor_backend(args: Sequence[str]) -> str | None:
-    """The ``--distributed-executor-backend`` that vllm serve arguments ask for, if any."""
-    flag = "--distributed-executor-backend"
+def gpu_share(args: Sequence[str]) -> float:
+    """The share of its GPU's memory a ``vllm serve`` with these arguments takes
+    (``--gpu-memory-utilization``, else vLLM's default)."""
+    value = flag_value(args, "--gpu-memory-utilization")
+    try:
+        return VLLM_DEFAULT_GPU_SHARE if value is None else float(value)
+    except ValueError:
+        raise ServingError(f"--gpu-memory-utilization must be a number, got {value!r}") from None
+
+
+def check_gpu_share(server: VllmServer, live: Sequence[VllmServer]) -> None:
+    """A ``ServingError`` when ``server`` would take more of its GPU than the servers already on it
+    (``live``) and the tools' share leave: over-committed, vLLM would fail at start or the tools
+    would run out of memory mid-run."""
+    taken = [s for s in live if s is not server and s.gpu == server.gpu]
+    share, used = gpu_share(server.args), sum(gpu_share(s.args) for s in taken)
+    if used + share > 1.0 - TOOLS_GPU_SHARE + 1e-9:
+        others = ", ".join(f"{s.served_name} ({gpu_share(s.args):g})" for s in taken) or "none"
+        raise ServingError(
+            f"{server.served_name}: vllm serve would take {share:g} of GPU {server.gpu}'s memory, where "
+            f"{used:g} is taken (servers: {others}) and {TOOLS_GPU_SHARE:g} is left for the tools; stop a "
+            "server, use --server for one that runs, or lower --gpu-memory-utilization in the variant"
+        )
+
+
+def flag_value(args: Sequence[str], flag: str) -> str | None:
+    """The value vllm serve arguments give ``flag`` (``--flag v`` or ``--flag=v``), if any."""
     for i, arg in enumerate(args):
         if arg == flag and i + 1 < len(args):
             return args[i + 1]
         if arg.startswith(flag + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def executor_backend(args: Sequence[str]) -> str | None:
+    """The ``--distributed-executor-backend`` that vllm serve arguments ask for, if any."""
+    return flag_value(args, "--distributed-executor-backend")
 
 
 # prctl(PR_SET_PDEATHSIG, SIGTERM), kept across exec; gives up if the parent is already gone
@@ -258,6 +302,29 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def gpu_memory(index: int) -> tuple[str, int] | None:
+    """The name and memory (MiB) of NVIDIA GPU ``index`` (nvidia-smi), or None if it cannot say."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-i", str(index), "--query-gpu=name,memory.total",
+             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        name, total = out.strip().splitlines()[0].rsplit(",", 1)
+        return name.strip(), int(float(total))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def share_line(server: VllmServer) -> str:
+    """What srice says at start on a GPU: how its memory is shared between vllm serve and the tools."""
+    share = gpu_share(server.args)
+    known = gpu_memory(server.gpu)
+    where = f"GPU {server.gpu}" + (f" ({known[0]}, {known[1] / 1024:.0f} GiB)" if known else "")
+    gib = (lambda s: f" = {s * known[1] / 1024:.0f} GiB") if known else (lambda s: "")
+    return (f"{where}: vllm serve ({server.served_name}) may use {share:g} of its memory{gib(share)}, the "
+            f"tools and other GPU work the remaining {1 - share:g}{gib(1 - share)}")  # fmt: skip
 
 
 def has_gpu() -> bool:

@@ -80,6 +80,12 @@ class Variant:
                 digest.update(str(info.st_mtime_ns).encode())
         return ("sha256:" if whole else "files:") + digest.hexdigest()
 
+    @property
+    def flag(self) -> str:
+        """How a command names this variant: ``--variant NAME``, or ``--model PATH`` (made on the fly)."""
+        model = self.extra.get("model_flag")
+        return f"--model {model}" if model else f"--variant {self.name}"
+
     def calibration_dir(self) -> str | None:
         """The calibration folder that belongs to this model (``"calib"`` in its registry entry):
         conformal calibrators are fitted to one model and its tools, so they travel with the variant.
@@ -92,6 +98,50 @@ class Variant:
 
             return str(toy_path("calib"))
         return str(Path(calib).expanduser())
+
+
+# vllm serve arguments for a model named with --model: on the CPU build as for the toy (float32, no
+# compile, one process: what worked on 2 cores), on a GPU with room left for the tools; the context is
+# the model's own, at most MAX_MODEL_LEN tokens (a folder's config says; a hub id is not read ahead).
+MAX_MODEL_LEN = {"cpu": 4096, "gpu": 8192}
+_IMAGES = '{"image": 2, "video": 0}'
+CPU_ARGS = ("--dtype", "float32", "--enforce-eager", "--kv-cache-memory-bytes", str(2**30),
+            "--limit-mm-per-prompt", _IMAGES, "--distributed-executor-backend", "uni",
+            "--enable-prefix-caching")  # fmt: skip
+GPU_ARGS = ("--limit-mm-per-prompt", _IMAGES, "--enable-prefix-caching", "--gpu-memory-utilization", "0.8")
+
+
+def variant_for_model(model: str, *, gpu: bool) -> Variant:
+    """A variant made on the fly for ``--model PATH|HUB_ID``: a model folder, or a hub id (which only
+    ``--allow-hub`` lets reach the network), served with arguments suited to this machine (``gpu``:
+    vLLM's GPU build, else its CPU build). No calibration folder: srice says how to fit one."""
+    path = Path(model).expanduser()
+    local = path.exists()
+    if local and not (path / "config.json").is_file():
+        raise InputError(f"--model {model}: not a model folder (no config.json)")
+    if not local and not HUB_ID.match(model):
+        raise InputError(f"--model {model}: no such folder, and not a hub id (org/name)")
+    source = str(path.resolve()) if local else model
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", (path.resolve().name if local else model.replace("/", "--")))
+    name = name[:64].lstrip(".-_") or "model"
+    limit = MAX_MODEL_LEN["gpu" if gpu else "cpu"]
+    length = min(limit, _context(path)) if local else limit
+    args = (*(GPU_ARGS if gpu else CPU_ARGS), "--max-model-len", str(length))
+    return Variant(
+        name, source, name, args, description=f"named with --model {model}", extra={"model_flag": model}
+    )
+
+
+def _context(folder: Path) -> int:
+    """The longest context a model folder's config allows (its text model's, for an MLLM)."""
+    try:
+        config = json.loads(read_file(folder / "config.json", "model config", MAX_REGISTRY_BYTES))
+    except ValueError as e:
+        raise InputError(f"{folder}/config.json is not valid JSON: {e}") from None
+    for part in (config.get("text_config") or {}, config):
+        if isinstance(part.get("max_position_embeddings"), int):
+            return part["max_position_embeddings"]
+    return 1 << 30
 
 
 def user_registry_path() -> Path:
@@ -113,9 +163,10 @@ def _read(path: Path) -> dict:
 
 
 def variant_from_entry(name: str, entry) -> Variant:
-    """A registry entry checked field by field; an ``InputError`` names what is wrong with it."""
+    """A registry entry checked field by field; an ``InputError`` names the field and what is wrong
+    with it (``load_registry`` adds the file)."""
     if not isinstance(name, str) or not SAFE_NAME.match(name):
-        raise InputError("the name must be letters, digits, '.', '_' or '-' (at most 64)")
+        raise InputError(f"the variant name {name!r} must be letters, digits, '.', '_' or '-' (at most 64)")
     if not isinstance(entry, dict):
         raise InputError(f"an entry must be a JSON object, got {type(entry).__name__}")
     model = entry.get("model")
@@ -129,13 +180,16 @@ def variant_from_entry(name: str, entry) -> Variant:
         raise InputError('\'vllm_args\' must be a list of strings, e.g. ["--max-model-len", "4096"]')
     calib = entry.get("calib")
     if calib is not None and (not isinstance(calib, str) or not calib.strip()):
-        raise InputError("'calib' must be a folder path")
+        raise InputError(f"'calib' must be a folder path, got {calib!r}")
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        raise InputError(f"'description' must be text, got {type(description).__name__}")
     return Variant(
         name=name,
         model=model.strip(),
         served_name=served,
         vllm_args=tuple(args),
-        description=str(entry.get("description", "")),
+        description=description,
         extra={k: v for k, v in entry.items() if k not in Variant.__dataclass_fields__},
     )
 
@@ -168,7 +222,7 @@ def load_registry() -> Registry:
                 problems.pop(name, None)
             except InputError as e:
                 if path == PACKAGED:
-                    raise InputError(f"packaged variant {name!r} is malformed: {e}") from None
+                    raise InputError(f"packaged variant {name!r} in {path} is malformed: {e}") from None
                 variants.pop(name, None)
                 problems[name] = f"{e} (in {path})"
     return Registry(variants, problems)
@@ -193,6 +247,23 @@ def get_variant(name: str) -> Variant:
             file=sys.stderr,
         )
     return registry.variants[name]
+
+
+def user_variant_names() -> set[str]:
+    """The names in the user's registry file (what ``remove_variant`` can take out)."""
+    return set(_read(user_registry_path()))
+
+
+def remove_variant(name: str, path: Path | None = None) -> Path:
+    """Take ``name`` out of the user registry (atomic write); packaged variants cannot be removed."""
+    path = Path(path) if path else user_registry_path()
+    data = _read(path)
+    if name not in data:
+        packaged = name in _read(PACKAGED)
+        where = "is packaged with srice and cannot be removed" if packaged else f"is not in {path}"
+        raise InputError(f"variant {name!r} {where}")
+    del data[name]
+    return write_atomic(path, json.dumps(data, indent=2))
 
 
 def register_variant(variant: Variant, path: Path | None = None) -> Path:

@@ -1,5 +1,7 @@
 """Both install modes give the namespaced layout: srice.serving, srice.tools, srice.calibration."""
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,3 +72,26 @@ def test_wheel_and_regular_install(tmp_path):
         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
     )
     assert r.returncode == 0 and "usage: srice" in r.stdout
+
+
+def test_the_gpu_lock_resolves_to_exactly_its_pins():
+    """env/vllm-gpu.lock (what env/setup.sh installs on an NVIDIA machine) still resolves from PyPI
+    for this Python and platform, and pip needs nothing beyond its pins: a yanked or conflicting pin
+    fails here, on a CPU machine, rather than on a user's GPU machine. Resolved without installing
+    (pip --dry-run), from PyPI alone (this machine's local CPU torch wheels are left out)."""
+    lock = ROOT / "env" / "vllm-gpu.lock"
+    pins = {
+        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+        for line in lock.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    env = os.environ | {"PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": "", "PIP_CONSTRAINT": ""}
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+         "-", "-r", str(lock)], capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout)
+    resolved = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
+                for i in report["install"]}  # fmt: skip
+    assert resolved == pins and pins["vllm"] == "0.32.0" and "+" not in pins["torch"]

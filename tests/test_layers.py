@@ -97,3 +97,25 @@ def test_the_scan_sees_the_mapped_folders_and_lazy_imports(tmp_path):
     lazy = tmp_path / "m.py"
     lazy.write_text("def f():\n    from srice.agent.loop import Agent\n")
     assert "srice.agent.loop" in imports(lazy)
+
+
+def test_no_lazy_name_shadows_a_submodule_of_its_package():
+    """A package's lazily imported name that is also one of its submodules' names (``register`` the
+    function and ``register.py``) turns into the module as soon as the submodule is imported anywhere:
+    ``from srice.compress import register`` then gives a module, not the function."""
+    import importlib
+
+    for name in (
+        "srice",
+        "srice.agent",
+        "srice.builder",
+        "srice.serving",
+        "srice.compress",
+        "srice.calibration",
+    ):
+        package = importlib.import_module(name)
+        folder = Path(package.__file__).parent
+        clashes = [
+            n for n in getattr(package, "_LAZY", {}) if (folder / f"{n}.py").exists() or (folder / n).is_dir()
+        ]
+        assert not clashes, f"{name}: lazy names that are also submodules: {clashes}"

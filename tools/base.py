@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
-from srice.errors import InputError, ToolError
+from srice.errors import InputError
 from srice.tools.regions import Regions
 
 
@@ -133,16 +133,3 @@ def kept_torch_threads() -> Iterator[None]:
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-
-
-def torch_device(device: str) -> str:
-    """Check a device string early: a clear error beats a CUDA traceback in the middle of a batch."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InputError(f"not a torch device: {device!r} ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ToolError(f"device {device!r} asked for but CUDA is not available on this machine")
-    return str(dev)

@@ -10,15 +10,21 @@ that carries the text ("the sign", "the price tag"), not the text itself, which 
 is about; an empty answer there would throw the evidence away. ``meta["matched"]`` says which case
 applied.
 
-Runs on CPU through onnxruntime; ``det_limit_side_len`` caps the detector's input (longer side), the
+Runs through onnxruntime: on the CPU, or on the first GPU (``device`` cuda / cuda:0) where
+``onnxruntime-gpu`` provides the CUDA execution provider; a CUDA device it cannot use is said once on
+stderr and the tool runs on the CPU (RapidOCR's CUDA option knows no other GPU than the first).
+``det_limit_side_len`` caps the detector's input (longer side), the
 ~10x faster setting measured here. Batches are a loop: RapidOCR has no multi-image call.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from PIL import Image
 
+from srice.devices import check_device, resolve_device
 from srice.errors import ToolError, require
 from srice.tools.base import BaseTool
 from srice.tools.regions import Regions
@@ -35,21 +41,48 @@ class OcrTool(BaseTool):
     reads_text = True  # the agent gives the model the strings of the regions it shows
 
     def __init__(
-        self, *, det_limit_side_len: int = 960, text_score: float = 0.5, use_cls: bool = True
+        self,
+        *,
+        det_limit_side_len: int = 960,
+        text_score: float = 0.5,
+        use_cls: bool = True,
+        device: str = "auto",
     ) -> None:
         if det_limit_side_len < 32:
             raise ValueError(f"det_limit_side_len must be at least 32, got {det_limit_side_len}")
         self.det_limit_side_len = int(det_limit_side_len)
         self.text_score = float(text_score)
         self.use_cls = bool(use_cls)
+        self.device = check_device(device)
         self._engine = None
+
+    def uses_cuda(self) -> bool:
+        """Whether onnxruntime runs the OCR models on the GPU for ``self.device``; when the device is
+        a GPU it cannot use, says why on stderr (the tool then runs on the CPU)."""
+        device = resolve_device(self.device)
+        if device == "cpu":
+            return False
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            why = f"onnxruntime {onnxruntime.__version__} has no CUDA provider (install onnxruntime-gpu)"
+        elif device != "cuda:0":
+            why = f"RapidOCR uses only the first GPU (cuda:0), not {device}"
+        else:
+            return True
+        print(f"srice: ocr runs on the CPU: {why}", file=sys.stderr, flush=True)
+        return False
 
     @property
     def engine(self):
         if self._engine is None:
             rapidocr = require("rapidocr_onnxruntime", "rapidocr-onnxruntime", "the ocr tool", ToolError)
+            cuda = self.uses_cuda()
             try:
                 self._engine = rapidocr.RapidOCR(
+                    det_use_cuda=cuda,
+                    cls_use_cuda=cuda,
+                    rec_use_cuda=cuda,
                     det_limit_type="max",
                     det_limit_side_len=self.det_limit_side_len,
                     text_score=self.text_score,

@@ -28,8 +28,9 @@ from types import SimpleNamespace
 
 from PIL import Image
 
+from srice.devices import check_device, resolve_device
 from srice.errors import ToolError, require
-from srice.tools.base import BaseTool, torch_device
+from srice.tools.base import BaseTool
 from srice.tools.regions import Regions
 
 DEFAULT_WEIGHTS = "google/owlv2-base-patch16-ensemble"
@@ -48,7 +49,7 @@ class OwlTool(BaseTool):
         threshold: float = 0.1,
         nms_iou: float = 0.3,
         max_det: int = 100,
-        device: str = "cpu",
+        device: str = "auto",
         batch_size: int = 4,
     ) -> None:
         if not 0.0 <= threshold <= 1.0 or not 0.0 <= nms_iou <= 1.0:
@@ -57,7 +58,7 @@ class OwlTool(BaseTool):
             raise ValueError("batch_size and max_det must be positive")
         self.weights = None if weights is None else str(weights)
         self.threshold, self.nms_iou, self.max_det = float(threshold), float(nms_iou), int(max_det)
-        self.device, self.batch_size = device, int(batch_size)
+        self.device, self.batch_size = check_device(device), int(batch_size)
         self._loaded = None
 
     def _load(self):
@@ -75,7 +76,7 @@ class OwlTool(BaseTool):
                 raise ToolError(f"OWLv2 weights folder not found: {path}")
             else:
                 local = self.weights is None  # the default is never downloaded implicitly
-            device = torch_device(self.device)
+            device = resolve_device(self.device)
             try:
                 processor = transformers.Owlv2Processor.from_pretrained(source, local_files_only=local)
                 model = transformers.Owlv2ForObjectDetection.from_pretrained(source, local_files_only=local)

@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srice.devices import check_device, resolve_device
 from srice.errors import InputError, ToolError, require
-from srice.tools.base import BaseTool, Tool, check_image, torch_device
+from srice.tools.base import BaseTool, Tool, check_image
 from srice.tools.regions import Regions
 
 SRICE_SAM_FORMAT = "srice-sam-v1"
@@ -137,7 +138,7 @@ class SamTool(BaseTool):
         weights: str | os.PathLike | None = None,
         model_type: str | None = None,
         detector_options: dict | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         multimask: bool = False,
         clip_to_box: bool = True,
         tighten_boxes: bool = True,
@@ -164,7 +165,7 @@ class SamTool(BaseTool):
         self.detector = detector
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.model_type = model_type
-        self.device = device
+        self.device = check_device(device)
         self.multimask, self.clip_to_box, self.tighten_boxes = multimask, clip_to_box, tighten_boxes
         self.batch_size, self.prompt_chunk = int(batch_size), int(prompt_chunk)
         self.max_prompts = None if max_prompts is None else int(max_prompts)
@@ -178,7 +179,7 @@ class SamTool(BaseTool):
                     "the sam tool needs checkpoint= a SAM .pth file (e.g. sam_vit_b_01ec64.pth from the "
                     "segment-anything release, or srice.builtin.tiny_tools.tiny_sam() for tests)"
                 )
-            self._sam = load_sam(self.checkpoint, self.model_type, torch_device(self.device))
+            self._sam = load_sam(self.checkpoint, self.model_type, resolve_device(self.device))
         return self._sam
 
     def _run(self, images: list[Image.Image], targets: list[tuple[str, ...]]) -> list[Regions]:

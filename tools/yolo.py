@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from srice.devices import check_device, resolve_device
 from srice.errors import ToolError, require
 from srice.tools.base import BaseTool, kept_torch_threads
 from srice.tools.regions import Regions
@@ -154,7 +155,7 @@ class YoloTool(BaseTool):
         iou: float = 0.7,
         imgsz: int | Sequence[int] = 640,
         max_det: int = 300,
-        device: str = "cpu",
+        device: str = "auto",
         trust_weights: bool = False,
     ) -> None:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
@@ -165,7 +166,7 @@ class YoloTool(BaseTool):
             raise ValueError(f"imgsz must be one or more sizes of at least 32 px, got {imgsz!r}")
         self.sizes = tuple(int(v) for v in sizes)
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
-        self.device = device
+        self.device = check_device(device)
         self.trust_weights = bool(trust_weights)  # unpickle and eval the weights' code (their author's)
         self._model = None
         self._own_classes: tuple[str, ...] = ()  # open-vocabulary models: the vocabulary they came with
@@ -245,7 +246,7 @@ class YoloTool(BaseTool):
                     iou=self.iou,
                     imgsz=size,
                     max_det=max_det,
-                    device=self.device,
+                    device=resolve_device(self.device),
                     classes=classes,
                     retina_masks=True,  # masks at the original image size
                     verbose=False,

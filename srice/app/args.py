@@ -11,12 +11,25 @@ from pathlib import Path
 
 from srice.agent.config import AgentConfig
 from srice.builder.spec import AgentSpec
+from srice.devices import DEVICES
 from srice.errors import SriceError
 from srice.serving.config import BACKENDS, ServingConfig
 
 
+def add_device(p: argparse.ArgumentParser, what: str) -> None:
+    """``--device``, written once for every command that runs torch (default ``auto``)."""
+    help = f"{what}: {DEVICES} (default %(default)s: CUDA when present)"
+    p.add_argument("--device", default=AgentSpec.device, help=help)
+
+
 def add_serving(p: argparse.ArgumentParser) -> None:
-    """Which model, and how to reach it."""
+    """Which model, where it and the tools run, and how to reach it."""
+    p.add_argument(
+        "--model", metavar="PATH|ORG/NAME",
+        help="your own model instead of --variant: a folder in Hugging Face format, or a hub id with "
+        "--allow-hub",
+    )  # fmt: skip
+    add_device(p, "where the tools and an in-process model run, and the GPU vllm serve uses")
     p.add_argument(
         "--variant", default=AgentSpec.variant, help="model variant from the registry (default: %(default)s)"
     )
@@ -102,11 +115,21 @@ def key_values(pairs: list[str]) -> dict:
 
 
 def serving_config(args) -> ServingConfig:
-    """How to reach the model (a running server: --server, else $SRICE_SERVER)."""
+    """How to reach the model (a running server: --server, else $SRICE_SERVER). ``--device`` is
+    checked against this machine now (one line, exit 1), unless Ray workers elsewhere will run it."""
+    if getattr(args, "ray", None) is None:
+        from srice.devices import resolve_device
+
+        resolve_device(args.device)
     return ServingConfig(
         backend=args.backend, server=args.server or os.environ.get("SRICE_SERVER"), timeout=args.timeout,
-        allow_hub=args.allow_hub, vllm=args.vllm, startup_timeout=args.startup_timeout,
+        allow_hub=args.allow_hub, vllm=args.vllm, startup_timeout=args.startup_timeout, device=args.device,
     )  # fmt: skip
+
+
+def chosen_variant(args):
+    """The ``Variant`` the arguments name: ``--model`` made into one, else ``--variant``'s entry."""
+    return AgentSpec(variant=args.variant, model=args.model, serving=serving_config(args)).variant_entry()
 
 
 def agent_spec(args) -> AgentSpec:
@@ -115,9 +138,10 @@ def agent_spec(args) -> AgentSpec:
         max_tokens=args.max_tokens, view=args.view, top_views=args.top_views, tool_timeout=args.tool_timeout
     )
     return AgentSpec(
-        variant=args.variant, serving=serving_config(args), tools=tuple(comma_list(args.tools)),
-        tool_weights=key_values(args.tool_weights), trust_weights=args.trust_weights, calib=args.calib,
-        early_exit=args.early_exit, config=config,
+        variant=args.variant, model=args.model, serving=serving_config(args),
+        tools=tuple(comma_list(args.tools)), tool_weights=key_values(args.tool_weights),
+        trust_weights=args.trust_weights, calib=args.calib,
+        early_exit=args.early_exit, config=config, device=args.device,
     )  # fmt: skip
 
 

@@ -11,7 +11,8 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from srice.app.args import check_inputs, key_values, serving_config
+from srice.app.args import check_inputs, chosen_variant, key_values, serving_config
+from srice.devices import resolve_device
 from srice.errors import SriceError
 
 say = partial(print, file=sys.stderr, flush=True)
@@ -19,6 +20,11 @@ say = partial(print, file=sys.stderr, flush=True)
 
 def cmd_calibrate(args) -> int:
     check_inputs(args)
+    device = resolve_device(args.device)  # a device this machine lacks fails before any work
+    if (args.data is None) == (args.synth is None) or (args.synth is not None and not args.uncertainty):
+        raise SriceError("give --data (or, with --uncertainty, --synth N for synthetic questions), not both")
+    if args.synth is not None and args.synth < 2:
+        raise SriceError(f"--synth needs at least 2 questions, got {args.synth}")
     if args.uncertainty:
         return _calibrate_uncertainty(args)
     if not args.tool or not args.images:
@@ -37,7 +43,11 @@ def cmd_calibrate(args) -> int:
     if not records:
         raise SriceError(f"{args.data} lists no images")
     options = tool_options(
-        args.tool, args.weights, trust_weights=args.trust_weights, extra=key_values(args.option)
+        args.tool,
+        args.weights,
+        trust_weights=args.trust_weights,
+        extra=key_values(args.option),
+        device=device,
     )
     tool = get_tool(args.tool, **options)
     if args.weights:
@@ -78,9 +88,10 @@ def _calibrate_uncertainty(args) -> int:
     from srice.eval.uncertainty_fit import calibrate_uncertainty
     from srice.serving.backends import open_backend
 
-    questions = load_items(args.data)
+    serving = serving_config(args)
     with ExitStack() as stack:
-        backend, _ = open_backend(args.variant, serving_config(args), stack)
+        questions = load_items(_uncertainty_data(args, stack))
+        backend, _ = open_backend(chosen_variant(args), serving, stack)
         with Progress(len(questions), desc="direct answers", unit="q") as bar:
             result = calibrate_uncertainty(
                 backend, questions, alpha=args.alpha, seed=args.seed, progress=bar.update
@@ -101,6 +112,22 @@ def _calibrate_uncertainty(args) -> int:
               f"the region proposal and every tool pathway), {r.exit_wrong:.0%} with a wrong answer "
               f"(bound {r.alpha:g})")  # fmt: skip
     return 0
+
+
+SYNTH_CALIBRATION_SEED = 9000  # --synth: questions from a seed range no training or test split uses
+
+
+def _uncertainty_data(args, stack: ExitStack) -> Path:
+    """The labelled questions to calibrate on: ``--data``, or ``--synth N`` fresh synthetic ones."""
+    if args.synth is None:
+        return Path(args.data)
+    import tempfile
+
+    from srice.synth import generate
+
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="srice-calib-")))
+    say(f"generating {args.synth} synthetic questions (synth seed {SYNTH_CALIBRATION_SEED}) ...")
+    return generate(folder, seed=SYNTH_CALIBRATION_SEED, n=args.synth).questions
 
 
 def cmd_synth(args) -> int:
@@ -129,6 +156,7 @@ def cmd_train_toy(args) -> int:
     from srice.toy.train_mllm import TrainConfig
     from srice.toy.train_yolo import YoloConfig
 
+    args.device = resolve_device(args.device)  # a device this machine lacks fails before any work
     steps = TrainConfig.steps if args.steps is None else args.steps
     epochs = YoloConfig.epochs if args.yolo_epochs is None else args.yolo_epochs
     if steps < 1 or epochs < 1:
@@ -140,7 +168,7 @@ def cmd_train_toy(args) -> int:
     out = Path(args.out) if args.out else TOY_DIR
     manifest = train_bundle(
         out, seed=args.seed, mllm=TrainConfig(steps=steps, kinds=tuple(kinds), ocr_views=ocr_views),
-        yolo=YoloConfig(epochs=epochs), resume=args.resume, log=say,
+        yolo=YoloConfig(epochs=epochs), resume=args.resume, device=args.device, log=say,
     )  # fmt: skip
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -150,9 +178,49 @@ def cmd_train_toy(args) -> int:
     return 0
 
 
+def cmd_variants(args) -> int:
+    """``srice variants list|add|remove``: the variant registry, without editing its JSON by hand."""
+    from srice.serving import variants
+
+    if args.action == "add":
+        folder = Path(args.model).expanduser()
+        entry = {
+            "model": str(folder.resolve()) if folder.is_dir() else args.model,
+            "served_name": args.served_name or args.name,
+            "vllm_args": args.vllm_arg,
+        }
+        variant = variants.variant_from_entry(
+            args.name, entry | ({"calib": args.calib} if args.calib else {})
+        )
+        local = args.model.startswith(variants.BUILTIN_PREFIX) or folder.is_dir()
+        if not (local or variant.is_hub):
+            raise SriceError(f"--model {args.model}: no such folder, and not a hub id (org/name)")
+        print(f"added variant {args.name!r} to {variants.register_variant(variant)}")
+        return 0
+    if args.action == "remove":
+        print(f"removed variant {args.name!r} from {variants.remove_variant(args.name)}")
+        return 0
+    registry, mine = variants.load_registry(), variants.user_variant_names()
+    rows = [
+        {"name": n, "source": "user" if n in mine else "packaged", "model": v.model,
+         "served_name": v.served_name, "calib": v.extra.get("calib")}
+        for n, v in sorted(registry.variants.items())
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps({"variants": rows, "problems": registry.problems}, indent=2))
+        return 0
+    for r in rows:
+        calib = f" (calib {r['calib']})" if r["calib"] else ""
+        print(f"{r['name']:<20} {r['source']:<9} {r['model']}{calib}")
+    for name, why in registry.problems.items():
+        print(f"{name:<20} malformed: {why}")
+    return 0
+
+
 def cmd_compress(args) -> int:
     from srice.compress.config import CompressConfig
 
+    args.device = resolve_device(args.device)  # a device this machine lacks fails before any work
     config = CompressConfig(
         args.method, args.sparsity, calib=args.calib, calib_n=args.calib_n, nm=args.nm, owl=args.owl,
         owl_m=args.owl_m, owl_lambda=args.owl_lambda, owl_clamp=args.owl_clamp,
@@ -162,9 +230,12 @@ def cmd_compress(args) -> int:
         raise SriceError(f"calibration data not found: {args.calib}")
     if args.register:
         _check_registrable(args)
-    from srice.compress import compress, register
+    from srice.compress.api import compress
+    from srice.compress.register import register
 
-    result = compress(args.model, args.output, config, overwrite=args.overwrite, progress=say)
+    result = compress(
+        args.model, args.output, config, overwrite=args.overwrite, progress=say, device=args.device
+    )
     manifest = result.manifest
     registry = register(result, args.register, calib=args.calib, log=say)[1] if args.register else None
     if args.json:

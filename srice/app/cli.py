@@ -10,7 +10,7 @@ import sys
 
 from srice import __version__
 from srice.app import artifact_commands, commands
-from srice.app.args import add_agent, add_serving, add_trust
+from srice.app.args import add_agent, add_device, add_serving, add_trust
 from srice.app.server_config import BatchingConfig
 from srice.calibration.fit_config import METHODS as CALIBRATION_METHODS
 from srice.calibration.fit_config import TARGETS, ToolFitConfig
@@ -150,7 +150,7 @@ def _ray_args(p: argparse.ArgumentParser) -> None:
 def _train_toy(sub) -> None:
     p = sub.add_parser(
         "train-toy",
-        help="train and calibrate the embedded toy MLLM and shape detector on the synthetic world (CPU)",
+        help="train and calibrate the embedded toy MLLM and shape detector on the synthetic world",
     )  # fmt: skip
     p.add_argument("--out", help="bundle folder (default: the packaged one, srice/assets/toy)")
     p.add_argument("--seed", type=int, default=0)
@@ -166,6 +166,7 @@ def _train_toy(sub) -> None:
         help="share of text questions' crop examples shown as the OCR pathway shows them (default 0)",
     )  # fmt: skip
     p.add_argument("--resume", help="staging folder of a run that stopped: keep the stages it finished")
+    add_device(p, "where the MLLM and the detector train")
     p.add_argument("--json", action="store_true", help="print the manifest")
     p.set_defaults(func=artifact_commands.cmd_train_toy)
 
@@ -203,9 +204,11 @@ def _calibrate(sub) -> None:
         "--option", action="append", default=[], metavar="KEY=VALUE",
         help="tool constructor option, value parsed as JSON when it can be (repeatable)",
     )  # fmt: skip
+    p.add_argument("--data", help="COCO-format annotation file, or questions.jsonl with --uncertainty")
     p.add_argument(
-        "--data", required=True, help="COCO-format annotation file, or questions.jsonl with --uncertainty"
-    )
+        "--synth", type=int, metavar="N",
+        help="with --uncertainty: calibrate on N fresh synthetic questions instead of --data",
+    )  # fmt: skip
     p.add_argument("--images", help="folder the annotation file's file_names are relative to")
     fit = ToolFitConfig()
     p.add_argument("--alpha", type=float, default=fit.alpha, help="miscoverage level (default %(default)g)")
@@ -264,11 +267,31 @@ def _compress(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="folder to write the checkpoint and manifest.json")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     p.add_argument("--register", metavar="NAME", help="register the result as variant NAME")
+    add_device(p, "where the calibration forward passes and the pruning math run")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(func=artifact_commands.cmd_compress)
 
 
-COMMANDS = (_serve, _mcp, _ask, _demo, _eval, _train_toy, _synth, _calibrate, _compress)
+def _variants(sub) -> None:
+    p = sub.add_parser("variants", help="list, add or remove model variants in your registry")
+    actions = p.add_subparsers(dest="action", required=True)
+    listed = actions.add_parser("list", help="every variant: packaged and yours, and malformed entries")
+    listed.add_argument("--json", action="store_true")
+    add = actions.add_parser("add", help="add (or replace) a variant in your registry ($SRICE_VARIANTS)")
+    add.add_argument("name")
+    add.add_argument("--model", required=True, help="a model folder, or a hub id (org/name)")
+    add.add_argument("--served-name", help="the name vllm serve gives it (default: the variant's)")
+    add.add_argument("--calib", help="its calibration folder (uncertainty.json, <tool>.json)")
+    add.add_argument(
+        "--vllm-arg", action="append", default=[], metavar="ARG",
+        help="an argument for vllm serve, repeatable (e.g. --vllm-arg=--max-model-len --vllm-arg=8192)",
+    )  # fmt: skip
+    remove = actions.add_parser("remove", help="remove a variant from your registry")
+    remove.add_argument("name")
+    p.set_defaults(func=artifact_commands.cmd_variants)
+
+
+COMMANDS = (_serve, _mcp, _ask, _demo, _eval, _train_toy, _synth, _calibrate, _compress, _variants)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import time
 from contextlib import ExitStack
 from functools import partial
 
-from srice.app.args import agent_spec, check_inputs, comma_list, image_folder, serving_config
+from srice.app.args import agent_spec, check_inputs, chosen_variant, comma_list, image_folder, serving_config
 from srice.errors import SriceError
 
 say = partial(print, file=sys.stderr, flush=True)
@@ -25,7 +25,7 @@ def cmd_serve(args) -> int:
         raise SriceError("--server and --backend are for srice serve --agent (the agent in front of a model)")
     from srice.serving.backends import start_server
 
-    server = start_server(args.variant, serving_config(args), host=args.host, port=args.port)
+    server = start_server(chosen_variant(args), serving_config(args), host=args.host, port=args.port)
     with server:
         print(
             f"serving {server.served_name} at {server.url} (log: {server.log_path}); Ctrl-C stops it",
@@ -135,17 +135,17 @@ def cmd_ask(args) -> int:
 def cmd_demo(args) -> int:
     """The Gradio demo: the agents of one pool, a backend per variant (the first started before the
     page opens; others, offered only when no --server is given, start on first use)."""
-    from srice.serving.variants import get_variant, load_variants
+    from srice.serving.variants import load_variants
 
-    get_variant(args.variant)  # an unknown variant fails before anything starts (or gradio loads)
+    spec = agent_spec(args)
+    first = spec.variant_entry().name  # an unknown variant fails before anything starts (or gradio loads)
     check_inputs(args)
     from srice.app.demo import DemoSettings, build_app, launch
     from srice.builder.pool import AgentPool
     from srice.tools import TOOLS
 
-    spec = agent_spec(args)
     fixed = spec.serving.backend == "vllm" and bool(spec.serving.server)
-    others = [] if fixed else [n for n, v in load_variants().items() if not v.is_hub and n != args.variant]
+    others = [] if fixed else [n for n, v in load_variants().items() if not v.is_hub and n != first]
     with AgentPool(spec, offered=tuple(TOOLS)) as pool:
 
         def agent_for(variant: str, tools: tuple[str, ...]):
@@ -153,7 +153,7 @@ def cmd_demo(args) -> int:
 
         pool.agent()  # server up and tools checked before the page opens
         settings = DemoSettings(
-            (args.variant, *others), args.variant, tuple(TOOLS), spec.tools, cache_seconds=args.upload_ttl
+            (first, *others), first, tuple(TOOLS), spec.tools, cache_seconds=args.upload_ttl
         )
         app = build_app(agent_for, settings)
         launch(app, args.host, args.port, block=False)
@@ -197,7 +197,7 @@ def cmd_eval(args) -> int:
 
         options = dict(
             shard=(index, count), batch_size=args.batch_size, progress=lambda k: bars[0].update(k),
-            on_resume=resumed, on_batch=warn, on_damage=_say_damage, force=args.force,
+            on_resume=resumed, on_batch=warn, on_damage=_say_damage, on_redo=_say_redo, force=args.force,
         )  # fmt: skip
         result = _evaluate(spec, items, args.out, ray, depth, options)
     summary = report.write_reports(args.out)
@@ -211,18 +211,25 @@ def cmd_eval(args) -> int:
 
 def _evaluate(spec, items, out, ray, depth: int, options: dict):
     """The records, answered here (the pool's agent, ``depth`` batches in flight) or on Ray."""
-    from srice.serving.backends import as_variant
-
     if ray is not None:
         from srice.eval.ray_eval import run_on_ray
 
-        return run_on_ray(spec, ray, items, out, variant=as_variant(spec.variant), log=say, **options)
+        return run_on_ray(spec, ray, items, out, variant=spec.variant_entry(), log=say, **options)
     from srice.builder.pool import AgentPool
     from srice.eval import run as evaluate
 
     with AgentPool(spec) as pool:
         agent = pool.agent()
         return evaluate.run(agent, items, out, variant=pool.backend()[1], pipeline=depth, **options)
+
+
+def _say_redo(redone: list[dict]) -> None:
+    from srice.eval.records import transient_reason
+
+    reasons = sorted({transient_reason(r) or "" for r in redone})
+    listed = "; ".join(reasons[:3]) + (" ..." if len(reasons) > 3 else "")
+    say(f"redoing {len(redone)} question(s) whose model call failed for a passing reason ({listed}); "
+        "their old records are kept in the .redone.jsonl beside the records")  # fmt: skip
 
 
 def _say_damage(damaged, quarantine) -> None:

@@ -33,9 +33,11 @@ def build_agent(
     config: AgentConfig = AgentConfig(),
     log: Callable[[str], None] | None = None,
     trust_weights: bool = False,
+    device: str = "auto",
 ):
     """The SRICE agent over ``backend``: ``tools`` by name (embedded models unless ``tool_weights``
-    names a file) or already built (an ``AgentPool`` shares its tools between agents), their
+    names a file; on ``device``: auto, cpu, cuda, cuda:N) or already built (an ``AgentPool`` shares
+    its tools between agents), their
     calibrators and the uncertainty calibration from ``calib`` (default: the variant's own
     calibration folder, e.g. the toy model's), early exit only when asked for.
 
@@ -49,7 +51,7 @@ def build_agent(
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     variant = as_variant(variant)
     named = [t for t in tools if isinstance(t, str)]
-    built = iter(build_tools(named, tool_weights, trust_weights=trust_weights))
+    built = iter(build_tools(named, tool_weights, trust_weights=trust_weights, device=device))
     chosen = [next(built) if isinstance(t, str) else t for t in tools]
     names = [t.name for t in chosen]
     folder = calibration_folder(variant, calib)
@@ -75,8 +77,9 @@ def build_agent(
                 "--early-exit needs --calib DIR with an uncertainty.json (srice calibrate --uncertainty)"
             )
         say(f"warning: no uncertainty calibration {where}: the US is uncalibrated (the fewest top answers "
-            f"holding 1 - alpha of the mass); fit one with srice calibrate --uncertainty --variant "
-            f"{variant.name} --data QUESTIONS -o DIR/uncertainty.json and pass --calib DIR")  # fmt: skip
+            f"holding 1 - alpha of the mass); fit one on synthetic questions with: srice calibrate "
+            f"--uncertainty {variant.flag} --synth 300 -o DIR/uncertainty.json, then pass --calib "
+            "DIR")  # fmt: skip
     for name in names:
         if name in CALIBRATED_TOOLS and name not in calibrators:
             say(f"warning: no calibrator for tool {name} {where}: its regions are shown uncalibrated "

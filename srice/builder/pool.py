@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 
+from srice.devices import resolve_device
 from srice.errors import InputError
 from srice.serving.backends import open_backend
 from srice.serving.types import Backend
-from srice.serving.variants import Variant
+from srice.serving.variants import Variant, get_variant
 
 from .agents import build_agent, calibration_folder
 from .spec import AgentSpec
@@ -54,6 +55,16 @@ class AgentPool:
         self._backends: dict[str, tuple[Backend, Variant]] = {}
         self._agents: dict[tuple, object] = {}
         self._tools: dict = {}
+        self._device: str | None = None
+        self._variant: Variant | None = None
+
+    @property
+    def device(self) -> str:
+        """Where this pool's tools run: the spec's device, resolved in this process (a Ray worker's
+        ``auto`` is its own GPU, or its CPU)."""
+        if self._device is None:
+            self._device = resolve_device(self.spec.device)
+        return self._device
 
     def __enter__(self) -> AgentPool:
         return self
@@ -81,23 +92,34 @@ class AgentPool:
                     self.tool("yolo")
                 spec = self.spec
                 self._tools[name] = build_tool(
-                    name, spec.tool_weights, self._tools, trust_weights=spec.trust_weights
+                    name, spec.tool_weights, self._tools, trust_weights=spec.trust_weights, device=self.device
                 )
             return self._tools[name]
 
+    @property
+    def variant(self) -> Variant:
+        """The spec's variant (``--variant`` or ``--model``), looked up once."""
+        with self._lock:
+            if self._variant is None:
+                self._variant = self.spec.variant_entry()
+            return self._variant
+
+    def _chosen(self, variant: str | None) -> Variant:
+        return self.variant if variant in (None, self.variant.name) else get_variant(variant)
+
     def calibrators(self, variant: str | None = None) -> dict:
         """The offered tools' calibrators from the variant's calibration folder (or the spec's)."""
-        return load_calibrators(
-            calibration_folder(variant or self.spec.variant, self.spec.calib), self.offered
-        )
+        return load_calibrators(calibration_folder(self._chosen(variant), self.spec.calib), self.offered)
 
     def backend(self, variant: str | None = None) -> tuple[Backend, Variant]:
-        """The model backend of ``variant`` (default: the spec's), opened once."""
-        name = variant or self.spec.variant
+        """The model backend of ``variant`` (a registry name; default: the spec's), opened once."""
+        chosen = self._chosen(variant)
         with self._lock:
-            if name not in self._backends:
-                self._backends[name] = open_backend(name, self.spec.serving, self._stack, log=self._say)
-            return self._backends[name]
+            if chosen.name not in self._backends:
+                self._backends[chosen.name] = open_backend(
+                    chosen, self.spec.serving, self._stack, log=self._say
+                )
+            return self._backends[chosen.name]
 
     def agent(
         self,
@@ -115,7 +137,7 @@ class AgentPool:
             raise InputError(f"tools {unknown} are not loaded here (loaded: {list(self.offered)})")
         exit_early = self.spec.early_exit if early_exit is None else early_exit
         config = replace(self.spec.config, **settings)
-        key = (variant or self.spec.variant, names, exit_early, config)
+        key = (self._chosen(variant).name, names, exit_early, config)
         with self._lock:
             if key not in self._agents:
                 backend, chosen = self.backend(variant)

@@ -9,18 +9,20 @@ calibration folder: ``DIR/<tool>.json``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from srice.devices import resolve_device
 from srice.errors import InputError
-from srice.tools import TOOLS, get_tool
+from srice.tools import TOOLS, get_tool, tool_class
 
 CALIBRATED_TOOLS = ("yolo", "owl", "sam", "ocr")  # tools whose regions have a conformal calibrator
 
 
-def embedded_options(name: str) -> dict:
-    """Constructor options that point a tool at its embedded local model."""
+def embedded_options(name: str, device: str = "auto") -> dict:
+    """Constructor options that point a tool at its embedded local model, on ``device``."""
     from srice.builtin import tiny_tools
 
     if name == "yolo":
@@ -33,7 +35,7 @@ def embedded_options(name: str) -> dict:
         return {"weights": str(tiny_tools.tiny_owl()), "max_det": 50}
     if name == "sam":
         # SAM returns one full-size mask per box: 20 boxes of a 1344 px image are already 36 MB
-        detector = get_tool("yolo", **embedded_options("yolo"))
+        detector = get_tool("yolo", **tool_options("yolo", device=device))
         return {"checkpoint": str(tiny_tools.tiny_sam()), "detector": detector, "max_prompts": 20}
     return {}
 
@@ -69,11 +71,18 @@ def check_tools(names: Sequence[str], weights: Mapping[str, str]) -> None:
 
 
 def tool_options(
-    name: str, weights: str | None = None, *, trust_weights: bool = False, extra: Mapping | None = None
+    name: str,
+    weights: str | None = None,
+    *,
+    trust_weights: bool = False,
+    extra: Mapping | None = None,
+    device: str = "auto",
 ) -> dict:
     """A tool's constructor options: its embedded model (with ``extra`` options), or the weights file
-    named for it."""
-    options = embedded_options(name) | dict(extra or {})
+    named for it, on ``device`` where the tool runs a model."""
+    options = embedded_options(name, device) | dict(extra or {})
+    if "device" in inspect.signature(tool_class(name)).parameters:
+        options.setdefault("device", device)
     if weights is not None:
         options["checkpoint" if name == "sam" else "weights"] = weights
         if name == "yolo":
@@ -82,22 +91,35 @@ def tool_options(
 
 
 def build_tools(
-    names: Sequence[str], weights: Mapping[str, str] | None = None, *, trust_weights: bool = False
+    names: Sequence[str],
+    weights: Mapping[str, str] | None = None,
+    *,
+    trust_weights: bool = False,
+    device: str = "auto",
 ) -> list:
-    """Tools by name; ``weights`` maps a name to its model file, else the embedded model is used.
-    User weights load safely (no code in them runs) unless ``trust_weights``."""
+    """Tools by name, on ``device`` (resolved here, once: ``srice.devices``); ``weights`` maps a name
+    to its model file, else the embedded model is used. User weights load safely (no code in them
+    runs) unless ``trust_weights``."""
     weights = dict(weights or {})
     check_tools(names, weights)
+    device = resolve_device(device)
     built: dict = {}
     for name in sorted(names, key=lambda n: n == "sam"):  # sam last: it may take yolo's boxes
-        built[name] = build_tool(name, weights, built, trust_weights=trust_weights)
+        built[name] = build_tool(name, weights, built, trust_weights=trust_weights, device=device)
     return [built[name] for name in names]
 
 
-def build_tool(name: str, weights: Mapping[str, str], built: Mapping, *, trust_weights: bool = False):
-    """One tool, next to those ``built`` already: ``sam`` on the embedded detector segments the boxes
-    of the ``yolo`` built beside it (the agent then detects once per image, not twice)."""
-    options = tool_options(name, weights.get(name), trust_weights=trust_weights)
+def build_tool(
+    name: str,
+    weights: Mapping[str, str],
+    built: Mapping,
+    *,
+    trust_weights: bool = False,
+    device: str = "auto",
+):
+    """One tool on ``device``, next to those ``built`` already: ``sam`` on the embedded detector
+    segments the boxes of the ``yolo`` built beside it (the agent then detects once per image)."""
+    options = tool_options(name, weights.get(name), trust_weights=trust_weights, device=device)
     if name == "sam" and "yolo" in built and "yolo" not in weights:
         options["detector"] = built["yolo"]  # the same detector: the agent hands sam its boxes
     tool = get_tool(name, **options)

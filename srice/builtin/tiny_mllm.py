@@ -19,7 +19,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +91,21 @@ class TinySpec:
 def tiny_model_path(spec: TinySpec = TinySpec(), root: Path | None = None) -> Path:
     """The folder of the tiny model for ``spec``, building it on first use."""
     root = Path(root) if root is not None else cache_dir() / "models"
-    target = root / f"tiny-qwen2vl-{spec.key()}"
+    return build_cached(root / f"tiny-qwen2vl-{spec.key()}", lambda out: build_tiny_model(spec, out))
+
+
+def build_cached(target: Path, build: Callable[[Path], object]) -> Path:
+    """``target`` once it holds a model, running ``build(folder)`` on first use. The build goes to a
+    staging folder renamed into place, so a crash leaves no half-written model and two processes
+    building at once both end with one complete copy (the same spec builds the same bytes)."""
+    target = Path(target)
     if (target / "config.json").exists():
         return target
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
-        build_tiny_model(spec, staging)
+        build(staging)
         try:
             os.rename(staging, target)
         except OSError:  # another process finished first; its copy is identical

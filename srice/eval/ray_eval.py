@@ -94,7 +94,7 @@ class ModelServer:
     def __init__(self, spec: AgentSpec):
         from srice.serving.backends import start_server
 
-        self.server = start_server(spec.variant, spec.serving, log=lambda text: None)
+        self.server = start_server(spec.variant_entry(), spec.serving, log=lambda text: None)
         self.server.die_with_parent = True
         self.server.start()
 

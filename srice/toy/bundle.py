@@ -114,17 +114,21 @@ def train_bundle(
     yolo: YoloConfig | None = None,
     calib_questions: int = 300,
     resume: str | Path | None = None,
+    device: str = "cpu",
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train the toy MLLM and the detector, calibrate both, and write ``manifest.json``. The bundle
+    """Train the toy MLLM and the detector (on ``device``: ``cpu``, ``auto``, ``cuda:N``), calibrate
+    both, and write ``manifest.json``. The bundle
     is built in a staging folder and moved into ``out`` only when complete; a run that failed or
     was stopped leaves its staging folder, and ``resume`` (that folder) keeps the stages it finished
     (the trained MLLM, the trained detector) instead of training them again."""
     import srice.toy.train_mllm as train_toy
+    from srice.devices import resolve_device
     from srice.toy import train_yolo
 
-    mllm = replace(mllm or TrainConfig(), seed=seed)
-    yolo = replace(yolo or YoloConfig(), seed=seed)
+    device = resolve_device(device)  # a device this machine lacks fails before any training
+    mllm = replace(mllm or TrainConfig(), seed=seed, device=device)
+    yolo = replace(yolo or YoloConfig(), seed=seed, device=device)
     out = Path(out)
     began = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,7 @@ class TrainConfig:
     # quoted; a third as often for other kinds): 0 keeps the shipped bundle's data stream unchanged
     ocr_views: float = 0.0
     threads: int = 2
+    device: str = "cpu"  # cpu or cuda:N (train-toy --device); the saved model is the same either way
     eval_images: int = 150  # held-out synthetic images for the end-of-training report
 
     @property
@@ -224,7 +225,8 @@ def _train_phase(model, optimizer, loader, steps: int, config: TrainConfig, name
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, config)
-        loss = model(**next(loader)).loss  # float32: bf16 autocast measured slower at this size
+        batch = {k: v.to(config.device) for k, v in next(loader).items()}
+        loss = model(**batch).loss  # float32: bf16 autocast measured slower at this size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -250,7 +252,7 @@ def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[s
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     build_tiny_model(toy_spec(config.seed), out, corpus=tokenizer_corpus(config))
-    model = AutoModelForImageTextToText.from_pretrained(str(out), dtype=torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(str(out), dtype=torch.float32).to(config.device)
     model.train()
     params = sum(p.numel() for p in model.parameters())
     log(
@@ -277,7 +279,7 @@ def train(out: str | Path, config: TrainConfig = TrainConfig(), log: Callable[[s
             phases[name] = {"steps": steps, "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4)}
     train_seconds = time.perf_counter() - trained
     model.eval()
-    model.to(torch.bfloat16).save_pretrained(out)  # half the bytes; backends load it as float32
+    model.to("cpu", torch.bfloat16).save_pretrained(out)  # half the bytes; backends load it as float32
     report = {
         "config": dataclasses.asdict(config),
         "parameters": params,

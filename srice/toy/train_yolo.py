@@ -48,6 +48,7 @@ class YoloConfig:
     batch: int = 16
     width: float = 0.125  # yolo11n's channel multiplier is 0.25; flat shapes need less, CPU time is scarce
     depth: float = 0.33
+    device: str = "cpu"  # cpu or cuda:N (train-toy --device)
     min_visible: float = 0.6  # an object cut by the tile edge is labelled if this share of it shows
 
 
@@ -164,7 +165,7 @@ def train(
                 lr0=config.lr,
                 batch=config.batch,
                 workers=1,
-                device="cpu",
+                device=config.device,
                 seed=config.seed,
                 deterministic=True,
                 project=str(work / "runs"),

@@ -88,8 +88,9 @@ def pretrain_vision(
     import torch
 
     visual = model.model.visual
+    device = next(visual.parameters()).device  # where the model was put (train-toy --device)
     width = model.config.text_config.hidden_size
-    heads = torch.nn.ModuleList(torch.nn.Linear(width, len(v)) for v in ATTRIBUTES.values())
+    heads = torch.nn.ModuleList(torch.nn.Linear(width, len(v)) for v in ATTRIBUTES.values()).to(device)
     params = list(visual.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     source = views(seed, knobs, np.random.default_rng([seed, 7]))
@@ -105,8 +106,8 @@ def pretrain_vision(
             pixels.append(inputs["pixel_values"])
             grids.append(inputs["image_grid_thw"])
             labels.append(torch.from_numpy(token_labels(scene, window, (h // merge, w // merge))))
-        target = torch.cat(labels, dim=1)
-        features = visual(torch.cat(pixels), grid_thw=torch.cat(grids)).pooler_output
+        target = torch.cat(labels, dim=1).to(device)
+        features = visual(torch.cat(pixels).to(device), grid_thw=torch.cat(grids).to(device)).pooler_output
         weight = torch.where(target[0] > 0, 1.0, BACKGROUND_WEIGHT)
         loss = 0.0
         for k, head in enumerate(heads):

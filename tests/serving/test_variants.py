@@ -132,3 +132,70 @@ def test_a_malformed_variant_entry_is_named_and_the_others_keep_working(tmp_path
                       ("nothing", "'model' must name")):  # fmt: skip
         r = subprocess.run([*ask, "--variant", name], capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 1 and f"variant {name!r} is malformed" in r.stderr and why in r.stderr
+
+
+def test_srice_variants_lists_adds_and_removes_without_editing_json(tmp_path):
+    env = os.environ | {"SRICE_VARIANTS": str(tmp_path / "variants.json")}
+    folder = tmp_path / "mymodel"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+
+    def srice(*args):
+        return subprocess.run([sys.executable, "-m", "srice", "variants", *args], capture_output=True,
+                              text=True, env=env, timeout=120)  # fmt: skip
+
+    added = srice("add", "mine", "--model", str(folder), "--vllm-arg=--max-model-len", "--vllm-arg=2048")
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(srice("list", "--json").stdout)
+    rows = {r["name"]: r for r in listed["variants"]}
+    assert rows["mine"] == {"name": "mine", "source": "user", "model": str(folder.resolve()),
+                            "served_name": "mine", "calib": None}  # fmt: skip
+    assert rows["toy"]["source"] == "packaged" and listed["problems"] == {}
+    entry = json.loads((tmp_path / "variants.json").read_text())["mine"]
+    assert entry["vllm_args"] == ["--max-model-len", "2048"]
+    assert srice("remove", "toy").stderr.strip() == (
+        "srice: error: variant 'toy' is packaged with srice and cannot be removed"
+    )
+    assert srice("add", "x", "--model", str(tmp_path / "none")).returncode == 1
+    assert srice("remove", "mine").returncode == 0 and "mine" not in json.loads(
+        (tmp_path / "variants.json").read_text()
+    )
+
+
+def test_every_refused_variant_entry_names_the_file_and_the_field(monkeypatch, tmp_path):
+    from srice.serving import variants
+
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps({
+        "../evil": {"model": "builtin:tiny"},
+        "no-model": {"served_name": "x"},
+        "args": {"model": "builtin:tiny", "vllm_args": [1, 2]},
+        "served": {"model": "builtin:tiny", "served_name": "a b"},
+        "calib": {"model": "builtin:tiny", "calib": 3},
+        "described": {"model": "builtin:tiny", "description": {"not": "text"}},
+        "entry": ["builtin:tiny"],
+        "fine": {"model": "builtin:tiny"},
+    }))  # fmt: skip
+    monkeypatch.setenv("SRICE_VARIANTS", str(path))
+    problems = variants.load_registry().problems
+    for name, field in (("../evil", "name '../evil'"), ("no-model", "'model'"), ("args", "'vllm_args'"),
+                        ("served", "'served_name'"), ("calib", "'calib'"), ("described", "'description'"),
+                        ("entry", "entry must be a JSON object")):  # fmt: skip
+        assert str(path) in problems[name] and field in problems[name], problems[name]
+        if name != "../evil":
+            with pytest.raises(InputError) as caught:
+                get_variant(name)
+            assert str(path) in str(caught.value) and field in str(caught.value)
+    assert set(problems) == {"../evil", "no-model", "args", "served", "calib", "described", "entry"}
+    # the packaged file is refused as a whole, naming itself and the field
+    packaged = tmp_path / "packaged.json"
+    packaged.write_text(json.dumps({"tiny": {"model": "builtin:tiny", "vllm_args": "--dtype float32"}}))
+    monkeypatch.setattr(variants, "PACKAGED", packaged)
+    with pytest.raises(InputError) as caught:
+        variants.load_registry()
+    assert str(packaged) in str(caught.value) and "'vllm_args'" in str(caught.value)
+    for text, problem in (("[1]", "must hold a JSON object"), ("{", "is not valid JSON")):
+        packaged.write_text(text)
+        with pytest.raises(InputError, match=problem) as caught:
+            variants.load_registry()
+        assert str(packaged) in str(caught.value)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from srice.errors import InputError
 from srice.tools import get_tool
 from srice.tools.ocr import OcrTool
 from srice.tools.regions import Regions
@@ -57,3 +58,21 @@ def test_blank_image_and_batch(ocr):
         one = ocr(image, [])
         assert got.labels == one.labels
         np.testing.assert_allclose(got.boxes, one.boxes)
+
+
+def test_a_gpu_the_ocr_cannot_use_is_said_and_it_runs_on_the_cpu(monkeypatch, capsys):
+    """The CPU onnxruntime installed here has no CUDA provider. No GPU here either, so the device's
+    resolution is faked (to cuda:0); the provider check is onnxruntime's own."""
+    import onnxruntime
+
+    import srice.tools.ocr as ocr
+
+    assert "CUDAExecutionProvider" not in onnxruntime.get_available_providers()
+    monkeypatch.setattr(ocr, "resolve_device", lambda device: "cuda:0")
+    assert OcrTool(device="cuda").uses_cuda() is False
+    why = f"onnxruntime {onnxruntime.__version__} has no CUDA provider (install onnxruntime-gpu)"
+    assert capsys.readouterr().err == f"srice: ocr runs on the CPU: {why}\n"
+    monkeypatch.undo()
+    assert OcrTool(device="cpu").uses_cuda() is False and capsys.readouterr().err == ""
+    with pytest.raises(InputError, match="--device must be"):
+        OcrTool(device="gpu")

@@ -136,3 +136,25 @@ def test_readme_pool_example_answers_as_build_agent_does(toy_server):
         assert pool.agent().tools[0] is pool.agent(top_views=0).tools[0]  # the tools are shared
         star = pool.agent(top_views=0).answer("demos/examples/tiny_triangle.png", "Is there a star?")
         assert second == star.answer
+
+
+def test_your_model_in_one_flag_answers_as_its_registered_variant(toy_server, tmp_path):
+    """``--model DIR`` (the toy's own folder, served as a variant made on the fly by a vllm serve srice
+    starts) answers the README example as ``--variant toy`` does, given the same calibration."""
+    import json
+
+    from conftest import run_srice
+
+    question = ["--image", "demos/examples/tiny_triangle.png", "--question", "What colour is the triangle?"]
+    calib = ["--calib", str(TOY_DIR / "calib"), "--tools", "zoom", "--json"]
+    mine = run_srice("ask", "--model", str(TOY_DIR / "mllm"), *question, *calib)
+    assert mine.returncode == 0, mine.stderr[-2000:]
+    toy = run_srice("ask", "--variant", "toy", "--server", toy_server.url, *question, *calib)
+    assert toy.returncode == 0, toy.stderr[-2000:]
+    a, b = json.loads(mine.stdout), json.loads(toy.stdout)
+    assert a["variant"] == "mllm" and b["variant"] == "toy"
+    assert (a["answer"], a["pathway"], a["uncertainty"]) == (b["answer"], b["pathway"], b["uncertainty"])
+    hub = run_srice("ask", "--model", "someone/some-model", *question, "--tools", "")
+    assert hub.returncode == 1 and hub.stderr.strip().splitlines()[-1] == (
+        "srice: error: --model someone/some-model is a hub model: pass --allow-hub to download it"
+    )
