@@ -20,7 +20,15 @@ from srice.errors import CalibrationError
 from srice.tools.regions import Regions
 
 from .conformal import check_alpha
-from .file_format import calibration_file, check_header, read_file, verify_checksum, write_calibration
+from .file_format import (
+    RECREATE,
+    calibration_file,
+    check_header,
+    read_file,
+    refusal,
+    verify_checksum,
+    write_calibration,
+)
 from .matching import Example
 
 # method name -> "module:attr", imported when looked up (the project's registry convention).
@@ -217,13 +225,12 @@ class Calibrator:
             obj = cls._from_params(data["alpha"], data["params"])
             fitted = {k: v for k, v in data["params"].items() if k not in cls.config_keys}
             obj._restore(fitted)
-        except CalibrationError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise CalibrationError(
-                f"Calibration file {source} has invalid params ({type(e).__name__}: {e}); recreate it "
-                f"with conformalize(...).save(path)."
-            ) from None
+        except CalibrationError as e:  # a setting out of range, or a nested calibrator's own refusal
+            raise refusal(source, f"invalid params: {str(e).removesuffix(f'; {RECREATE}.')}") from None
+        except KeyError as e:
+            raise refusal(source, f"invalid params: params.{e.args[0]} is missing") from None
+        except (TypeError, ValueError) as e:
+            raise refusal(source, f"invalid params ({type(e).__name__}: {e})") from None
         verify_checksum(data, source)
         obj._n, obj._hash, obj._fitted = int(data["n"]), str(data["data_hash"]), fitted
         return obj

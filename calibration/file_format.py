@@ -108,9 +108,29 @@ def read_file(path: str | os.PathLike, remedy: str = RECREATE) -> dict:
     return data
 
 
+def refusal(source: str, problem: str, remedy: str = RECREATE) -> CalibrationError:
+    """The error for a file refused for one field: the file, then the field and what is wrong with
+    it (``problem`` begins with the field's name), then what to do."""
+    return CalibrationError(f"Calibration file {source}: {problem.rstrip('.')}; {remedy}.")
+
+
+def nan_field(value: Any, where: str = "params") -> str | None:
+    """The first field under ``value`` that holds NaN (``params.margins[2]``), or None: srice never
+    writes NaN (``encode_float`` refuses it), so one in a file is damage or an edit."""
+    if isinstance(value, float) and math.isnan(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = nan_field(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
+
+
 def check_header(data: Any, source: str, remedy: str = RECREATE) -> dict:
     """The file's object once its shared fields are checked (present, typed, alpha in range, enough
-    calibration units for any guarantee at alpha)."""
+    calibration units for any guarantee at alpha, no NaN anywhere); every refusal names the file and
+    the field."""
     if not isinstance(data, dict):
         raise CalibrationError(f"Calibration file {source} does not hold a JSON object; {remedy}.")
     if "format_version" in data and data["format_version"] != FORMAT_VERSION:  # before the fields: they vary
@@ -125,12 +145,18 @@ def check_header(data: Any, source: str, remedy: str = RECREATE) -> dict:
             f"Calibration file {source} lacks {', '.join(missing)} (not a srice calibration file or "
             f"truncated); {remedy}."
         )
-    n = data["n"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(data["params"], dict):
-        raise CalibrationError(f"Calibration file {source} has an invalid n or params; {remedy}.")
-    if isinstance(data["alpha"], bool) or not isinstance(data["alpha"], int | float):
-        raise CalibrationError(f"Calibration file {source} has a non-numeric alpha; {remedy}.")
-    alpha = check_alpha(data["alpha"])
+    n, alpha = data["n"], data["alpha"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise refusal(source, f"n must be a whole number >= 0, got {n!r}", remedy)
+    if not isinstance(data["params"], dict):
+        raise refusal(source, f"params must be a JSON object, got {type(data['params']).__name__}", remedy)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise refusal(source, f"alpha must be a number strictly between 0 and 1, got {alpha!r}", remedy)
+    if not isinstance(data["data_hash"], str):
+        raise refusal(source, f"data_hash must be text, got {data['data_hash']!r}", remedy)
+    if where := nan_field(data["params"]):
+        raise refusal(source, f"{where} is NaN, which srice never writes", remedy)
+    alpha = check_alpha(alpha)
     if n < min_n(alpha, "crc"):
         raise CalibrationError(
             f"Calibration file {source} was fitted on n={n} calibration units, too few for any guarantee "

@@ -11,9 +11,14 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from srice.errors import CalibrationError
-
-from .file_format import calibration_file, check_header, read_file, verify_checksum, write_calibration
+from .file_format import (
+    calibration_file,
+    check_header,
+    read_file,
+    refusal,
+    verify_checksum,
+    write_calibration,
+)
 
 METHOD = "uncertainty-lac"
 RECALIBRATE = "recalibrate with srice calibrate --uncertainty"
@@ -53,16 +58,20 @@ class UncertaintyCalibration:
         source = str(path)
         data = check_header(read_file(path, RECALIBRATE), source, RECALIBRATE)
         if data["method"] != METHOD:
-            raise CalibrationError(f"{source} is not an uncertainty calibration (method {METHOD!r})")
+            problem = f"method must be {METHOD!r}, got {data['method']!r}: not an uncertainty calibration"
+            raise refusal(source, problem, RECALIBRATE)
+        unknown = sorted(set(data["params"]) - set(cls.__dataclass_fields__) - set(_SHARED))
+        if unknown:
+            raise refusal(
+                source, f"params.{unknown[0]} is no field of an uncertainty calibration", RECALIBRATE
+            )
         try:
             calibration = cls(alpha=data["alpha"], data_hash=data["data_hash"], **data["params"])
             calibration.check()
-        except TypeError as e:
-            raise CalibrationError(
-                f"{source} is missing or has unknown fields ({e}); {RECALIBRATE}"
-            ) from None
+        except TypeError as e:  # a field left out
+            raise refusal(source, f"params are missing a field ({e})", RECALIBRATE) from None
         except ValueError as e:
-            raise CalibrationError(f"{source} is invalid: {e}; {RECALIBRATE}") from None
+            raise refusal(source, str(e), RECALIBRATE) from None
         verify_checksum(data, source, RECALIBRATE)
         return calibration
 

@@ -56,48 +56,34 @@ def anls(prediction: str, answers: str | Sequence[str], tau: float = 0.5) -> flo
 # ---------------------------------------------------------------------------------------------------
 # Relaxed accuracy (ChartQA, PlotQA)
 
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_CURRENCY = "$€£¥"
 
-
-def _to_number(text: str) -> float | None:
-    """The number ``text`` states, or None: "1,234.5", "$12", "-$3", "45%" (-> 45, not 0.45), "3."."""
-    t = text.strip()
-    if t.endswith("%"):
-        t = t[:-1].rstrip()
-    sign = ""
-    if t[:1] in "+-":
-        sign, t = t[:1], t[1:].lstrip()
-    if t[:1] and t[:1] in _CURRENCY:
-        t = t[1:].lstrip()
-    t = _THOUSANDS.sub("", t)
-    if not _NUMBER.fullmatch(t):
+def _reference_number(text: str) -> float | None:
+    """A number as the reference reads one: Python's ``float`` of the text (so " 45", "12.", "1e2"
+    and "1_000" are numbers; "1,000" and "$12" are not), trailing "%" signs dropped and the value
+    divided by 100 ("45%" is 0.45); None when ``float`` refuses it."""
+    try:
+        return float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
         return None
-    return float(sign + t)
 
 
-def relaxed_accuracy(prediction: str, answer: str | Sequence[str], tolerance: float = 0.05) -> float:
-    """ChartQA's relaxed accuracy: 1 when prediction and answer are both numbers within
-    ``tolerance`` relative error of the answer (inclusive: exactly 5% off counts; a true 0 needs an
-    exact 0), otherwise when they match as strings (case-insensitive, stripped, a trailing period
-    ignored). With several labels, any may match.
-
-    Numbers may carry thousands commas, a leading currency sign and a trailing ``%``; the percent
-    sign is dropped, not divided out, so "45%" and "45" agree (ChartQA labels omit it) and
-    "45%" vs "0.45" do not. Numbers inside a sentence are not extracted: ask for a short answer.
-    """
-    guess = (prediction or "").strip()
-    guess_number = _to_number(guess)
+def relaxed_accuracy(prediction: str | None, answer: str | Sequence[str], tolerance: float = 0.05) -> float:
+    """ChartQA's relaxed accuracy, the rule of lmms-eval's and Qwen-VL's ``relaxed_correctness`` (the
+    published ChartQA numbers): 1 when the prediction and the label read as numbers
+    (``_reference_number``) and the prediction is within ``tolerance`` relative change of the label
+    (inclusive, in floating point: 0.315 against 0.3 is 0.05000000000000004 off and misses); when
+    either is no number, or the label is 0 (no relative change exists), 1 when the two are equal
+    after lowercasing, nothing else removed ("0.0" misses "0", "Yes." misses "yes"). With several
+    labels any may match (Qwen-VL's maximum over its annotations). Numbers inside a sentence are not
+    extracted: ask for a short answer."""
+    guess = prediction or ""
+    number = _reference_number(guess)
     for label in as_answers(answer):
-        label_number = _to_number(label)
-        if guess_number is not None and label_number is not None:
-            if label_number == 0:
-                ok = guess_number == 0
-            else:
-                ok = abs(guess_number - label_number) / abs(label_number) <= tolerance + 1e-9
+        target = _reference_number(label)
+        if number is not None and target:  # a target of 0, or no number, is compared as text
+            ok = abs(number - target) / abs(target) <= tolerance
         else:
-            ok = guess.lower().rstrip(".").strip() == label.strip().lower().rstrip(".").strip()
+            ok = guess.lower() == label.lower()
         if ok:
             return 1.0
     return 0.0

@@ -11,6 +11,14 @@ lines moved aside instead of deleting what follows them.
   (a torn write, a disk error, an edit), or one that repeats an id, is moved to
   ``<records>.quarantine.jsonl`` with its line number and reason, and its question is redone; the
   records after it stay where they are.
+- **Passing failures**: a record whose question, region proposal or pathway failed for a reason that
+  may pass (a rate limit, a timeout or a 5xx that outlasted the backend's retries:
+  ``srice.serving.openai_http.is_transient``) is moved to ``<records>.redone.jsonl`` with that reason
+  on resume (unless the caller keeps them), and its question is redone. A refusal of the request
+  itself (another 4xx) stays: asking again would get the same answer.
+- **Retries**: ``<records>.retries.json`` counts the backend's retries and give-ups by cause (the
+  status code, "timeout", "unreachable", "disconnected") over every session of the run; the summary
+  adds up every shard's (``srice.eval.report.retry_counts``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 
 from srice.errors import SriceError
 from srice.files import write_atomic
+from srice.serving.openai_http import is_transient
 
 
 def lock_path(records: Path) -> Path:
@@ -96,6 +105,77 @@ def repair(path: Path) -> tuple[list[dict], list[Damage]]:
 
 def quarantine_path(path: Path) -> Path:
     return path.with_name(path.stem + ".quarantine.jsonl")
+
+
+def redone_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".redone.jsonl")
+
+
+def retries_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".retries.json")
+
+
+def transient_reason(record: dict) -> str | None:
+    """Why ``record`` failed for a reason that may pass (its question, its region proposal or one of
+    its pathways' model calls), or None when nothing of it did."""
+    pathways = record.get("pathways")
+    reasons = [record.get("error"), record.get("region_error")]
+    reasons += (
+        [p.get("error") for p in pathways.values() if isinstance(p, dict)]
+        if isinstance(pathways, dict)
+        else []
+    )
+    return next((r for r in reasons if isinstance(r, str) and is_transient(r)), None)
+
+
+def set_aside_transient(path: Path, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``records`` (the whole records of ``path``) split into those kept and those that failed for a
+    passing reason; the latter are appended to the redone file beside ``path`` (as ``{"reason",
+    "record"}``, so no summary counts them) before the records file is rewritten (atomically)
+    without them, so a crash in between loses nothing."""
+    aside = {r["id"]: reason for r in records if (reason := transient_reason(r))}
+    if not aside:
+        return records, []
+    moved = [r for r in records if r["id"] in aside]
+    with open(redone_path(path), "a", encoding="utf-8") as f:
+        for r in moved:
+            f.write(json.dumps({"reason": aside[r["id"]], "record": r}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    kept_lines = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            gone = json.loads(line).get("id") in aside
+        except (ValueError, AttributeError):
+            gone = False
+        if not gone:
+            kept_lines.append(line)
+    write_atomic(path, b"".join(kept_lines))
+    return [r for r in records if r["id"] not in aside], moved
+
+
+def read_retries(path: Path) -> dict[str, dict[str, int]]:
+    """The retry counts kept beside the records file ``path`` (empty when none or unreadable)."""
+    try:
+        data = json.loads(retries_path(path).read_text())
+        return {kind: {str(k): int(v) for k, v in data[kind].items()} for kind in ("retried", "gave_up")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {"retried": {}, "gave_up": {}}
+
+
+def add_counts(*counts: dict[str, dict[str, int]], minus: dict | None = None) -> dict[str, dict[str, int]]:
+    """Retry counts added up (``minus``: taken off), by kind then cause, zeros left out."""
+    total: dict[str, dict[str, int]] = {"retried": {}, "gave_up": {}}
+    for sign, parts in ((1, counts), (-1, [minus] if minus else [])):
+        for c in parts:
+            for kind in total:
+                for cause, n in (c.get(kind) or {}).items():
+                    total[kind][cause] = total[kind].get(cause, 0) + sign * n
+    return {kind: {k: v for k, v in sorted(by.items()) if v} for kind, by in total.items()}
+
+
+def write_retries(path: Path, counts: dict[str, dict[str, int]]) -> None:
+    write_atomic(retries_path(path), json.dumps(counts, indent=2) + "\n")
 
 
 class RunLock:

@@ -9,10 +9,13 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import NormalDist
 
 from srice.agent.prompts import LETTERS
 from srice.agent.trace import tool_of
-from srice.eval.records import mixed, read_records
+from srice.eval.records import add_counts, mixed, read_records, read_retries, transient_reason
+
+Z95 = NormalDist().inv_cdf(0.975)  # 1.95996: two-sided 95%
 
 
 def _mean(values) -> float | None:
@@ -86,21 +89,37 @@ def failures(records: Sequence[dict]) -> dict:
                 reason = _reason(failed.get("error_kind"), failed["error"])
                 entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
     failed_records = sum(record_reasons.values())
-    return {
-        "tools": dict(sorted(tools.items())),
-        "records": {"n": len(records), "failed": failed_records, "reasons": dict(record_reasons)},
-    }
+    # failed for a reason that may pass (a rate limit that outlasted the retries): a resume redoes them
+    transient = sum(transient_reason(r) is not None for r in records)
+    counts = {"n": len(records), "failed": failed_records, "transient": transient}
+    return {"tools": dict(sorted(tools.items())), "records": counts | {"reasons": dict(record_reasons)}}
 
 
-def interval(values) -> dict | None:
-    """Mean and its normal-approximation 95% interval (1.96 standard errors)."""
+def interval(values, *, difference: bool | None = None) -> dict | None:
+    """Mean and its 95% interval, ``{"mean", "low", "high", "n"}`` (None without values).
+
+    Scores in [0, 1] (accuracies, one per question) get the Wilson score interval at their mean:
+    exact Wilson for 0/1 scores, within [0, 1], and never zero-width at 0% or 100% as the normal
+    approximation is; for fractional scores (VQA accuracy, ANLS) it is conservative, since a mean of
+    values in [0, 1] varies at most as a proportion does. Differences (``difference=True``, or any
+    value outside [0, 1]: paired per-question differences such as SRICE minus direct) get the normal
+    interval of their mean, Z95 sample standard errors, so question difficulty cancels out."""
     values = [float(v) for v in values if v is not None]
     if not values:
         return None
     n, mean = len(values), sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    half = 1.96 * math.sqrt(var / n)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+    if difference is None:
+        difference = not all(0.0 <= v <= 1.0 for v in values)
+    if difference:
+        var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+        half = Z95 * math.sqrt(var / n)
+        return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+    z2 = Z95 * Z95
+    centre = (mean + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 / (1 + z2 / n) * math.sqrt(mean * (1 - mean) / n + z2 / (4 * n * n))
+    low = 0.0 if mean == 0.0 else max(0.0, centre - half)  # exactly 0 (and 1) there, not 1e-17 off
+    high = 1.0 if mean == 1.0 else min(1.0, centre + half)
+    return {"mean": mean, "low": low, "high": high, "n": n}
 
 
 def _paired(records: Sequence[dict], first: str, second: str) -> dict | None:
@@ -111,27 +130,32 @@ def _paired(records: Sequence[dict], first: str, second: str) -> dict | None:
         return r["score"] if name == "srice" else r[name] if name in r else _pathway_score(r, name)
 
     return interval(
-        value(r, first) - value(r, second)
-        for r in records
-        if value(r, first) is not None and value(r, second) is not None
+        (
+            value(r, first) - value(r, second)
+            for r in records
+            if value(r, first) is not None and value(r, second) is not None
+        ),
+        difference=True,
     )
 
 
 def us_auroc(records: Sequence[dict], name: str) -> float | None:
     """How well a pathway's US separates its wrong answers from its right ones: the probability that
-    a wrong answer has the higher US (ties count half). 0.5 is chance, 1 perfect. US compares as
-    (set size, tie-break), folded into one number since the tie-break lies in [0, 1)."""
-    right, wrong = [], []
+    a wrong answer has the higher US (ties count half), scikit-learn's ``roc_auc_score`` with the
+    wrong answers as the positive class. 0.5 is chance, 1 perfect; None without both kinds. US
+    compares as (set size, tie-break), folded into one number since the tie-break lies in [0, 1)."""
+    wrong, scores = [], []
     for r in records:
         p = r["pathways"].get(name)
         if not p or p.get("score") is None or p.get("uncertainty") is None or p.get("error"):
             continue
-        us = p["uncertainty"] + min(max(p.get("tiebreak") or 0.0, 0.0), 0.999999)
-        (right if p["score"] >= 0.5 else wrong).append(us)
-    if not right or not wrong:
+        scores.append(p["uncertainty"] + min(max(p.get("tiebreak") or 0.0, 0.0), 0.999999))
+        wrong.append(int(p["score"] < 0.5))
+    if not 0 < sum(wrong) < len(wrong):
         return None
-    wins = sum((w > c) + 0.5 * (w == c) for w in wrong for c in right)
-    return wins / (len(right) * len(wrong))
+    from sklearn.metrics import roc_auc_score  # scikit-learn comes with mapie
+
+    return float(roc_auc_score(wrong, scores))
 
 
 def _accuracies(records: Sequence[dict]) -> dict:
@@ -193,6 +217,8 @@ def markdown(summary: dict) -> str:
         "selected_us_set_size",
     ):
         lines.append(f"- {key}: {_cell(summary.get(key))}")
+    if (retries := summary.get("retries")) and (retries["retried"] or retries["gave_up"]):
+        lines.append("- " + retry_line(retries))
     for key in ("srice_minus_direct", "oracle_minus_srice"):
         if d := summary.get(key):
             lines.append(
@@ -225,7 +251,27 @@ def failure_lines(failures: dict | None) -> list[str]:
         + (":" if rec["failed"] else "")
     )
     lines += [f"  - {count} x {reason}" for reason, count in rec["reasons"].items()]
+    if rec.get("transient"):
+        lines.append(
+            f"- {rec['transient']} records hold a model call that failed for a reason that may pass (a rate "
+            "limit, timeout or 5xx that outlasted the retries): the same command redoes them"
+        )
     return lines
+
+
+def retry_line(retries: dict) -> str:
+    """The model server's retries by cause, and the requests given up after them."""
+    made = ", ".join(f"{cause} x{n}" for cause, n in retries["retried"].items()) or "none"
+    gave_up = ", ".join(f"{cause} x{n}" for cause, n in retries["gave_up"].items())
+    return f"model server retries: {made}" + (f"; given up after retrying: {gave_up}" if gave_up else "")
+
+
+def retry_counts(out_dir: str | Path) -> dict[str, dict[str, int]]:
+    """The retries of every shard's runs in ``out_dir``, by cause (``records*.retries.json``)."""
+    paths = sorted(Path(out_dir).glob("records*.retries.json"))
+    return add_counts(
+        *(read_retries(p.with_name(p.name.removesuffix(".retries.json") + ".jsonl")) for p in paths)
+    )
 
 
 def _cell(value) -> str:
@@ -259,6 +305,7 @@ def write_reports(out_dir: str | Path) -> dict:
     records = all_records(out_dir)
     summary = summarize(records)
     summary["mixed_settings"] = mixed(out_dir)  # records added with --force under other settings
+    summary["retries"] = retry_counts(out_dir)  # the model server's retries, by status or cause
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     # user text (questions, reasons) may hold what UTF-8 cannot encode: escaped, never a crash
     (out_dir / "summary.md").write_text(markdown(summary), encoding="utf-8", errors="backslashreplace")

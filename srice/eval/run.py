@@ -5,11 +5,14 @@ most the batches in flight (``pipeline`` of them: the model and the tools work o
 at once, ``srice.agent.pipeline``). On restart the records are checked line by line
 (``srice.eval.records``: a damaged line is moved aside and its question redone), the run's settings
 are compared with those the records were made with, and only questions without a record are run:
-none is redone or written twice. One eval writes to a folder at a time. A question the agent cannot
-answer (unreadable image, bad question, a row that is no question, a request the model rejects) gets
-a record with its error and score 0; a serving failure (the server down) stops the run instead,
-since every later question would fail the same way, and the next run resumes where it stopped. A
-failed write (a full disk) leaves the file whole, up to the last batch, and stops with one line.
+none is written twice. One eval writes to a folder at a time. A question the agent cannot answer
+(unreadable image, bad question, a row that is no question, a request the model rejects) gets a
+record with its error and score 0; so does one whose model call failed for a reason that may pass (a
+rate limit or a 5xx that outlasted the backend's retries), and a resume redoes those by default
+(``redo_transient``; ``srice.eval.records``). A serving failure (the server down) stops the run
+instead, since every later question would fail the same way, and the next run resumes where it
+stopped. The backend's retries, by cause, are kept beside the records for the summary. A failed
+write (a full disk) leaves the file whole, up to the last batch, and stops with one line.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ from srice.eval.policy import DEFAULT_BATCH_SIZE
 from srice.eval.records import (
     Damage,
     RunLock,
+    add_counts,
     check_settings,
     fingerprint,
     quarantine_path,
     read_records,
+    read_retries,
     repair,
+    set_aside_transient,
+    write_retries,
 )
 from srice.serving.variants import Variant
 
@@ -72,10 +79,12 @@ def run(
     """Answer every item that has no record yet with ``agent`` in this process (see ``write``).
     ``variant``: the model's registry entry, whose name and files the run's settings then hold (the
     CLI names it). ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs one batch at a
-    time, stage by stage); the records are the same either way."""
+    time, stage by stage); the records are the same either way. The backend's ``retry_stats`` (the
+    HTTP backend's) are kept beside the records."""
     return write(
         items, out_dir, lambda batches: answers(agent, batches, pipeline),
-        settings=run_settings(items, shard, agent_settings(agent), variant), shard=shard, **options,
+        settings=run_settings(items, shard, agent_settings(agent), variant), shard=shard,
+        retries=getattr(agent.backend, "retry_stats", None), **options,
     )  # fmt: skip
 
 
@@ -91,14 +100,20 @@ def write(
     on_resume: Callable[[int], None] | None = None,
     on_batch: Callable[[list[dict]], None] | None = None,
     on_damage: Callable[[list[Damage], Path], None] | None = None,
+    on_redo: Callable[[list[dict]], None] | None = None,
     force: bool = False,
+    redo_transient: bool = True,
+    retries: Callable[[], dict] | None = None,
 ) -> EvalRun:
     """The one writer of a run's records: every item without a record, a batch at a time, its
     answers from ``answer`` (given the batches, it yields each one's answers in order: this
     process's agent, or a Ray pool's, ``srice.eval.ray_eval``). ``settings`` are what the records
     depend on (``run_settings``). ``on_batch`` gets each batch's records once they are on disk (the
     CLI warns about failures); ``on_damage`` the lines of the records file that were moved aside;
-    ``force`` accepts a resume with other settings."""
+    ``force`` accepts a resume with other settings. ``redo_transient``: records that failed for a
+    passing reason are moved aside and their questions redone (``on_redo`` gets them). ``retries``:
+    the backend's retry counts so far (``OpenAIBackend.retry_stats``), added to the run's after each
+    batch."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / records_name(shard)
@@ -107,27 +122,45 @@ def write(
         existing, damaged = repair(path)
         if damaged and on_damage:
             on_damage(damaged, quarantine_path(path))
+        if redo_transient:
+            existing, redone = set_aside_transient(path, existing)
+            if redone and on_redo:
+                on_redo(redone)
         done = {r["id"] for r in existing}
         todo = [item for item in items if item.id not in done]
         if on_resume:
             on_resume(len(items) - len(todo))
         began, written = time.perf_counter(), 0
+        before, at_start = read_retries(path), retries() if retries else {}
         with open(path, "ab", buffering=0) as f:  # unbuffered: a failed write leaves nothing to flush
             batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
             last = time.perf_counter()
-            for batch, given in zip(batches, answer(batches)):
-                # a question's seconds: the wall time since the batch before came back, shared out,
-                # so the records' seconds add up to the run's time however the batches overlap
-                now = time.perf_counter()
-                seconds, last = (now - last) / len(batch), now
-                records = [make_record(item, a, seconds) for item, a in zip(batch, given, strict=True)]
-                _append(f, path, records, len(done) + written)
-                written += len(batch)
-                if on_batch:
-                    on_batch(records)
-                if progress:
-                    progress(len(batch))
+            try:
+                for batch, given in zip(batches, answer(batches)):
+                    # a question's seconds: the wall time since the batch before came back, shared
+                    # out, so the records' seconds add up to the run's time however batches overlap
+                    now = time.perf_counter()
+                    seconds, last = (now - last) / len(batch), now
+                    records = [make_record(item, a, seconds) for item, a in zip(batch, given, strict=True)]
+                    _append(f, path, records, len(done) + written)
+                    written += len(batch)
+                    if on_batch:
+                        on_batch(records)
+                    if progress:
+                        progress(len(batch))
+                    if retries:
+                        _keep_retries(path, add_counts(before, retries(), minus=at_start))
+            finally:  # also when the server went down: the retries that preceded it are counted
+                if retries:
+                    _keep_retries(path, add_counts(before, retries(), minus=at_start))
     return EvalRun(path, len(done), written, time.perf_counter() - began)
+
+
+def _keep_retries(path: Path, counts: dict) -> None:
+    try:
+        write_retries(path, counts)
+    except OSError:
+        pass  # a full disk: the records say what matters, the counts are a summary's extra
 
 
 def _append(f, path: Path, records: list[dict], before: int) -> None:
@@ -244,6 +277,7 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
         "oracle_score": (max(scores) if scores else 0.0) if labelled else None,
         "pathways": pathways,
         "targets": list(answer.targets),
+        "region_error": answer.region_error,  # the model call for the regions failed: tools saw the image
         "mllm_calls": answer.mllm_calls,
         "early_exit": answer.early_exit,
         "seconds": round(seconds, 4),

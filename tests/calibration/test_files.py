@@ -211,10 +211,10 @@ def test_binary_and_missing_files(tmp_path):
     "change, message",
     [
         ({"alpha": 1.5}, "alpha must be"),
-        ({"alpha": "0.1"}, "non-numeric alpha"),
-        ({"n": -1}, "invalid n or params"),
-        ({"n": 2.5}, "invalid n or params"),
-        ({"params": []}, "invalid n or params"),
+        ({"alpha": "0.1"}, r"alpha must be a number strictly between 0 and 1, got '0.1'"),
+        ({"n": -1}, "n must be a whole number >= 0, got -1"),
+        ({"n": 2.5}, "n must be a whole number >= 0, got 2.5"),
+        ({"params": []}, "params must be a JSON object, got list"),
     ],
 )
 def test_bad_header_fields(saved, change, message):

@@ -24,7 +24,7 @@ def us_file(tmp_path):
     "change, message",
     [
         ({"qhat_open": "0.9"}, "qhat_open must be a finite number"),
-        ({"qhat_open": math.nan}, "qhat_open must be a finite number"),
+        ({"qhat_open": math.nan}, "params.qhat_open is NaN"),
         ({"qhat_choice": -0.2}, r"qhat_choice must lie in \[0, 1\]"),
         ({"qhat_choice": 1e9}, r"qhat_choice must lie in \[0, 1\]"),
         ({"early_exit": math.inf}, "early_exit must be a finite number"),
@@ -57,7 +57,7 @@ def test_an_edited_calibration_file_fails_its_checksum(us_file, tmp_path):
     saved = json.loads(path.read_text())
     for change, message in (
         ({"params": saved["params"] | {"threshold": 0.01}}, "does not match its checksum"),
-        ({"params": saved["params"] | {"threshold": math.nan}}, "invalid params"),
+        ({"params": saved["params"] | {"threshold": math.nan}}, "params.threshold is NaN"),
         ({"params": saved["params"] | {"threshold": 7.0}}, "invalid params"),
         ({"n": 1}, "n=1 calibration units, too few"),
     ):

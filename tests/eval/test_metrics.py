@@ -139,26 +139,34 @@ def test_anls():
 
 @pytest.mark.parametrize(
     "prediction, label, expected",
-    [
-        ("105", "100", 1.0),  # exactly 5% off: counts
+    [  # lmms-eval's / Qwen-VL's relaxed_correctness, worked out by hand
+        ("105", "100", 1.0),  # |105 - 100| / 100 = 0.05 <= 0.05: counts
         ("95", "100", 1.0),
-        ("105.1", "100", 0.0),
+        ("105.1", "100", 0.0),  # 0.051
         ("94.9", "100", 0.0),
-        ("21", "20", 1.0),  # 1/20 = 5%
-        ("0.315", "0.3", 1.0),  # 5% up to float rounding
-        ("1,050", "1000", 1.0),
-        ("$12", "12", 1.0),
-        ("-$3", "-3", 1.0),
-        ("45%", "45", 1.0),  # the percent sign is dropped, not divided out
-        ("0.45", "45%", 0.0),
-        ("12.", "12", 1.0),
-        ("0", "0", 1.0),
-        ("0.01", "0", 0.0),  # a true zero needs an exact zero
-        ("Yes", "yes", 1.0),  # not numbers: case-insensitive string match
-        ("Yes.", "yes", 1.0),
+        ("21", "20", 1.0),  # 1/20 = 0.05
+        ("0.315", "0.3", 0.0),  # 0.015 / 0.3 is 0.05000000000000004 in floats: over, as in the reference
+        ("45%", "0.45", 1.0),  # a percentage is divided by 100: 0.45 = 0.45
+        ("0.45", "45%", 1.0),
+        ("45%", "45", 0.0),  # 0.45 vs 45
+        ("50%%", "0.5", 1.0),  # every trailing % goes, one division
+        ("12.", "12", 1.0),  # float("12.") = 12
+        (" 45", "45", 1.0),  # float() ignores surrounding blanks
+        ("1e2", "100", 1.0),
+        ("1,050", "1000", 0.0),  # float() refuses the comma: compared as text
+        ("$12", "12", 0.0),  # nor a currency sign
+        ("-5", "5", 0.0),  # 10 / 5 = 2
+        ("0", "0", 1.0),  # a zero target compares as text: "0" == "0"
+        ("0.0", "0", 0.0),  # "0.0" != "0"
+        ("0.01", "0", 0.0),
+        ("0%", "0", 0.0),
+        ("Yes", "yes", 1.0),  # not numbers: exact match after lowercasing
+        ("Yes.", "yes", 0.0),  # no punctuation dropped
+        ("Yes ", "yes", 0.0),  # nor blanks, outside numbers
         ("Brazil", "Argentina", 0.0),
         ("about 100", "100", 0.0),  # no number extraction from sentences
-        ("1,5", "15", 0.0),  # not a thousands separator
+        ("nan", "nan", 0.0),  # a NaN target is read as a number, and NaN is within 5% of nothing
+        ("%", "%", 1.0),  # "" is no number: text
     ],
 )
 def test_relaxed_accuracy(prediction, label, expected):
@@ -168,6 +176,7 @@ def test_relaxed_accuracy(prediction, label, expected):
 def test_relaxed_accuracy_any_label():
     assert relaxed_accuracy("7", ["10", "7.2"]) == 1.0  # 0.2/7.2 = 2.8%
     assert relaxed_accuracy("7", ["10", "8"]) == 0.0
+    assert relaxed_accuracy(None, ["", "x"]) == 1.0  # no reply reads as "", which matches an empty label
 
 
 OPTIONS = ("blue square", "red circle", "dark red", "green")
