@@ -10,12 +10,18 @@ Methods (``METHODS``):
 - ``w4a16`` (GPTQ, 4-bit weights, group 128) and ``fp8`` (FP8 weights, dynamic per-token FP8
   activations) through llm-compressor, saved as compressed-tensors.
 
-SparseGPT is sequential, as in its paper: block l is calibrated on the outputs of the already-pruned
-blocks before it (each pass stops right after block l), so its weight updates see the inputs they
-will get. Wanda takes every block's input norms from one pass over the dense model (measured: one
-pass per block cost 8x the time of llm-compressor's single pass on the tiny model, for a mask that
-only changes through the input norms). The vision tower stays
-dense unless ``include_vision``; the LM head, embeddings and the vision merger are never pruned.
+Calibration runs block by block (``srice.compress.layerwise``): each block's inputs are the previous
+block's outputs, so pruning costs about one model pass whatever the depth. SparseGPT is sequential,
+as in its paper (block l is calibrated on the outputs of the already-pruned blocks before it); Wanda
+takes every block's input norms from the dense model (``srice.compress.pruning``). The vision tower
+stays dense unless ``include_vision``; the LM head, embeddings and the vision merger are never pruned.
+
+``device`` (``srice.devices``: auto, cpu, cuda, cuda:N) is where the calibration forwards and the
+pruning math run, one block at a time: the model stays on the CPU except the block being worked on
+and the small pieces before the first block, so a model larger than the GPU still prunes. The
+llm-compressor methods run on it through llm-compressor's pipelines, which onload one block at a
+time the same way (``srice.compress.quant``). The result is saved from the CPU; the manifest
+records the device.
 """
 
 from __future__ import annotations
@@ -27,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from srice.compress import masks, owl_allocation, scores
-from srice.compress import sparsegpt as sgpt
 from srice.compress.config import METHODS, CompressConfig
 from srice.errors import InputError
 
@@ -76,8 +80,12 @@ def compress(
     *,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    device: str = "auto",
 ) -> CompressResult:
-    """Compress ``model`` (a folder or a variant name) as ``config`` says, into ``out_dir``."""
+    """Compress ``model`` (a folder or a variant name) as ``config`` says, into ``out_dir``, running the
+    calibration and the pruning math on ``device`` (auto: CUDA when present)."""
+    from srice.devices import resolve_device
+
     say = progress or (lambda text: None)
     source, variant = resolve_model(model)
     out = Path(out_dir)
@@ -85,35 +93,20 @@ def compress(
         raise InputError(f"output folder {out} exists and is not empty")
     if out.resolve() == source.resolve():
         raise InputError("output folder must differ from the model folder")
-    method, calib = config.method, config.calib
+    device = resolve_device(device)
 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from srice.compress import capture
-
     say(f"loading {source}")
     processor = AutoProcessor.from_pretrained(str(source))
     net = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch.float32).eval()
-    batches, calib_info = [], None
-    if config.needs_data:
-        from srice.eval.data import load_items
-
-        items = load_items(calib, limit=config.calib_n)
-        if not items:
-            raise InputError(f"calibration data {calib} has no questions")
-        batches = capture.calibration_inputs(processor, items)
-        calib_info = {
-            "data": str(calib),
-            "samples": len(batches),
-            "tokens": int(sum(b["input_ids"].numel() for b in batches)),
-            "sha256": capture.data_hash(batches),
-        }
+    batches, calib_info = _calibration(processor, config)
     info: dict = {}
     began = time.perf_counter()
-    say(f"{method}: compressing")
+    say(f"{config.method}: compressing on {device}")
     with torch.no_grad():
-        pruned_names = _run(net, batches, config, info, say)
+        pruned_names = _run(net, batches, config, info, say, device)
     seconds = time.perf_counter() - began
 
     say(f"saving {out}")
@@ -122,9 +115,36 @@ def compress(
         if f.is_file() and f.name not in WEIGHT_FILES and not f.name.endswith(".safetensors"):
             shutil.copy2(f, out / f.name)
     net.save_pretrained(str(out))
-    manifest = {
-        "method": method,
-        "description": METHODS[method],
+    manifest = _manifest(config, source, variant, calib_info, seconds, device, info)
+    if pruned_names is not None:
+        manifest["achieved"] = _achieved(net, pruned_names)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return CompressResult(out, manifest, seconds)
+
+
+def _calibration(processor, config: CompressConfig) -> tuple[list[dict], dict | None]:
+    """The calibration batches (none where the method needs no data) and what the manifest says of them."""
+    if not config.needs_data:
+        return [], None
+    from srice.compress import capture
+    from srice.eval.data import load_items
+
+    items = load_items(config.calib, limit=config.calib_n)
+    if not items:
+        raise InputError(f"calibration data {config.calib} has no questions")
+    batches = capture.calibration_inputs(processor, items)
+    return batches, {
+        "data": str(config.calib),
+        "samples": len(batches),
+        "tokens": int(sum(b["input_ids"].numel() for b in batches)),
+        "sha256": capture.data_hash(batches),
+    }
+
+
+def _manifest(config: CompressConfig, source: Path, variant, calib_info, seconds, device, info) -> dict:
+    return {
+        "method": config.method,
+        "description": METHODS[config.method],
         "base_model": str(source),
         "base_variant": variant.name if variant else None,
         "parameters": {
@@ -138,13 +158,10 @@ def compress(
             "calib_n": config.calib_n if config.needs_data else None,
         },
         "calibration": calib_info,
+        "device": device,
         "seconds": round(seconds, 3),
         **info,
     }
-    if pruned_names is not None:
-        manifest["achieved"] = _achieved(net, pruned_names)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return CompressResult(out, manifest, seconds)
 
 
 def _achieved(net, names: dict[str, list[str]]) -> dict:
@@ -167,86 +184,66 @@ def _achieved(net, names: dict[str, list[str]]) -> dict:
     }
 
 
-def _run(net, batches, plan: CompressConfig, info: dict, say) -> dict[str, list[str]] | None:
+def _run(
+    net, batches, plan: CompressConfig, info: dict, say, device: str = "cpu"
+) -> dict[str, list[str]] | None:
     """Apply the method to ``net`` in place; returns block -> pruned Linear names for pruning methods."""
-    from srice.compress import capture, depth
+    from srice.compress import capture, pruning
+    from srice.compress.layerwise import Layerwise
 
     text_name, text_list, text_blocks, vision_blocks = capture.find_blocks(net)
     blocks = (vision_blocks if plan.include_vision else []) + text_blocks  # module order: vision first
     if plan.method == "depth":
-        influence = capture.block_influence(net, batches, text_blocks)
-        n = depth.count_for(plan.sparsity, len(text_blocks))
-        drop = depth.layers_to_drop(influence, n)
-        keep = depth.drop_layers(text_list, drop)
-        text_config = getattr(net.config, "text_config", net.config)
-        changes = depth.fix_config(text_config, keep)
-        info["depth"] = {
-            "block_influence": [round(x, 6) for x in influence],
-            "removed_layers": drop,
-            "kept_layers": keep,
-            "config_changes": changes,
-        }
+        runner = Layerwise(net, batches, text_blocks, device)
+        _depth(runner, text_list, plan, info)
+        info["capture"] = dict(runner.counts)
         return None
     if plan.method in ("w4a16", "fp8"):
         from srice.compress import quant
 
-        quant.quantize(net, plan.method, batches, include_vision=plan.include_vision)
-        info["quantization"] = {"scheme": quant.SCHEMES[plan.method], "format": "compressed-tensors"}
+        ran = quant.quantize(net, plan.method, batches, include_vision=plan.include_vision, device=device)
+        info["quantization"] = {"scheme": quant.SCHEMES[plan.method], "format": "compressed-tensors", **ran}
         return None
-
-    sparsities = [plan.sparsity] * len(blocks)
-    if plan.owl:
-        sparsities = _owl_allocation(net, batches, blocks, plan, info)
-    names = {b.name: list(b.linears()) for b in blocks}
-    info["target_sparsity"] = {b.name: round(s, 6) for b, s in zip(blocks, sparsities)}
+    runner = Layerwise(net, batches, blocks, device)
     if plan.method.startswith("llmc-"):
         from srice.compress import quant
 
+        sparsities, _ = pruning.allocate(runner, plan, info)
         classes = sorted({type(b.module).__name__ for b in blocks})
-        quant.prune(net, plan.method.removeprefix("llmc-"), classes, sparsities, batches,
-                    nm=plan.nm, include_vision=plan.include_vision)  # fmt: skip
-        return names
-    sequential = plan.method == "sparsegpt"
-    stats = {}
-    if plan.method == "wanda":  # one pass over the dense model, as llm-compressor's basic pipeline
-        stats = capture.linear_stats(net, batches, {n: m for b in blocks for n, m in b.linears().items()})
-    for i, (block, s) in enumerate(zip(blocks, sparsities)):
-        say(f"{plan.method}: block {i + 1}/{len(blocks)} {block.name} at {s:.3f}")
-        linears = block.linears()
-        if sequential:
-            stats = capture.linear_stats(net, batches, linears, hessian=True, stop_after=block.module)
-        for name, layer in linears.items():
-            w = layer.weight.data
-            if plan.method == "sparsegpt":
-                st = stats[name]
-                layer.weight.data = sgpt.prune(w, st.hessian / st.tokens, s, nm=plan.nm)
-                continue
-            score = (
-                scores.magnitude(w) if plan.method == "magnitude" else scores.wanda(w, stats[name].input_norm)
-            )
-            layer.weight.data = masks.apply_mask(w, masks.make_mask(score, s, plan.nm))
+        info["llmcompressor"] = quant.prune(
+            net, plan.method.removeprefix("llmc-"), classes, sparsities, batches,
+            nm=plan.nm, include_vision=plan.include_vision, device=device,
+        )  # fmt: skip
+        names = {b.name: list(b.linears()) for b in blocks}
+    else:
+        names = pruning.prune(runner, plan, info, say)
+    if runner.counts["prefix_passes"]:  # srice ran the model (llm-compressor's own passes are not counted)
+        info["capture"] = dict(runner.counts)
     return names
 
 
-def _owl_allocation(net, batches, blocks, plan: CompressConfig, info: dict) -> list[float]:
-    """Outlier ratio of each block's scores on the dense model, then OWL's allocation."""
-    from srice.compress import capture
+def _depth(runner, text_list, plan: CompressConfig, info: dict) -> None:
+    """Remove the decoder layers with the lowest block influence (1 - cos(h_in, h_out) per token)."""
+    from srice.compress import depth
 
-    ratios = []
-    all_linears = {n: m for b in blocks for n, m in b.linears().items()}
-    stats = {} if plan.method == "magnitude" else capture.linear_stats(net, batches, all_linears)
-    for block in blocks:
-        block_scores = [
-            scores.magnitude(m.weight)
-            if plan.method == "magnitude"
-            else scores.wanda(m.weight, stats[n].input_norm)
-            for n, m in block.linears().items()
-        ]
-        ratios.append(owl_allocation.outlier_ratio(block_scores, plan.owl_m))
-    allocation = owl_allocation.allocate(ratios, plan.sparsity, plan.owl_lambda, clamp=plan.owl_clamp)
-    info["owl"] = {
-        "outlier_ratio": {b.name: r for b, r in zip(blocks, ratios)},
-        "lambda_effective": owl_allocation.effective_lambda(plan.sparsity, plan.owl_lambda, plan.owl_clamp),
-        "rule": "clamped to S +- lambda" if plan.owl_clamp else "reference (luuyin/OWL)",
+    influence = []
+
+    def step(turn) -> None:
+        total, count = 0.0, 0
+        for h_in, h_out in zip(turn.hidden, turn.forward()):
+            t, c = depth.cosine_distance_sum(h_in, h_out)
+            total, count = total + t, count + c
+        influence.append(total / count if count else 0.0)
+
+    runner.run(step)
+    n = depth.count_for(plan.sparsity, len(runner.blocks))
+    drop = depth.layers_to_drop(influence, n)
+    keep = depth.drop_layers(text_list, drop)
+    text_config = getattr(runner.model.config, "text_config", runner.model.config)
+    changes = depth.fix_config(text_config, keep)
+    info["depth"] = {
+        "block_influence": [round(x, 6) for x in influence],
+        "removed_layers": drop,
+        "kept_layers": keep,
+        "config_changes": changes,
     }
-    return allocation

@@ -1,4 +1,4 @@
-"""Activation capture: the only part of compression that runs the model.
+"""Activation capture: the calibration inputs, the blocks, and the statistics hooks.
 
 Calibration is multimodal: each sample is an (image, question[, answer]) prompt built exactly as the
 serving layer builds it (``srice.agent.prompts.direct_request`` through the processor's chat template, as
@@ -6,21 +6,22 @@ the transformers backend does), so the statistics come from image tokens and tex
 proportions the served model sees. OWLed found the vision side matters; text-only calibration
 would miss it.
 
-Statistics are gathered with forward hooks: per Linear, the input's squared column norms (Wanda's
-||X_j||^2) and optionally X X^T (SparseGPT's Hessian); per decoder layer, the cosine distance between
-its input and output hidden states (depth pruning). ``stop_after`` ends a forward pass early once
-the layer of interest has run, so layer-by-layer (sequential) pruning costs about one pass in total.
+Statistics are gathered with forward hooks (``collecting``): per Linear, the input's squared column
+norms (Wanda's ||X_j||^2) and optionally X X^T (SparseGPT's Hessian), summed in float64 on the
+device the inputs are on. ``srice.compress.layerwise`` runs the model block by block and calls them
+on one block at a time. ``linear_stats`` gathers them over whole-model forward passes (``stop_after``
+ends each pass after a module): the straightforward way, kept as the reference the layer-by-layer
+runner is checked against.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-
-from srice.compress.depth import cosine_distance_sum
 
 VISION_WORDS = ("visual", "vision")
 
@@ -151,15 +152,12 @@ def run_batches(model: torch.nn.Module, batches: Sequence[dict], stop_after: tor
             handle.remove()
 
 
-def linear_stats(
-    model: torch.nn.Module,
-    batches: Sequence[dict],
-    linears: dict[str, torch.nn.Linear],
-    *,
-    hessian: bool = False,
-    stop_after: torch.nn.Module | None = None,
-) -> dict[str, LinearStats]:
-    """Input statistics of each Linear in ``linears`` over the calibration batches."""
+@contextmanager
+def collecting(
+    linears: dict[str, torch.nn.Linear], *, hessian: bool = False
+) -> Iterator[dict[str, LinearStats]]:
+    """Input statistics of each Linear in ``linears`` over the forwards run inside the block; every
+    Linear must have been reached by its end."""
     stats: dict[str, LinearStats] = {}
 
     def hook_for(name: str, layer: torch.nn.Linear):
@@ -167,12 +165,11 @@ def linear_stats(
             x = args[0].detach().reshape(-1, layer.in_features).double()
             s = stats.get(name)
             if s is None:
+                n, dev = layer.in_features, x.device
                 s = stats[name] = LinearStats(
                     0,
-                    torch.zeros(layer.in_features, dtype=torch.float64),
-                    torch.zeros(layer.in_features, layer.in_features, dtype=torch.float64)
-                    if hessian
-                    else None,
+                    torch.zeros(n, dtype=torch.float64, device=dev),
+                    torch.zeros(n, n, dtype=torch.float64, device=dev) if hessian else None,
                 )
             s.tokens += x.shape[0]
             s.sq_norm += (x * x).sum(0)
@@ -183,34 +180,24 @@ def linear_stats(
 
     handles = [m.register_forward_pre_hook(hook_for(n, m)) for n, m in linears.items()]
     try:
-        run_batches(model, batches, stop_after)
+        yield stats
     finally:
         for h in handles:
             h.remove()
     missing = sorted(set(linears) - set(stats))
     if missing:
         raise ValueError(f"calibration never reached {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+
+
+def linear_stats(
+    model: torch.nn.Module,
+    batches: Sequence[dict],
+    linears: dict[str, torch.nn.Linear],
+    *,
+    hessian: bool = False,
+    stop_after: torch.nn.Module | None = None,
+) -> dict[str, LinearStats]:
+    """Input statistics of each Linear in ``linears`` over whole-model passes of the calibration batches."""
+    with collecting(linears, hessian=hessian) as stats:
+        run_batches(model, batches, stop_after)
     return stats
-
-
-def block_influence(model: torch.nn.Module, batches: Sequence[dict], blocks: Sequence[Block]) -> list[float]:
-    """Block influence 1 - cos(h_in, h_out), averaged over all calibration tokens, per block."""
-    sums = [[0.0, 0] for _ in blocks]
-
-    def hook_for(i: int):
-        def hook(_module, args, kwargs, output):
-            h_in = args[0] if args else kwargs["hidden_states"]
-            h_out = output[0] if isinstance(output, tuple) else output
-            total, count = cosine_distance_sum(h_in, h_out)
-            sums[i][0] += total
-            sums[i][1] += count
-
-        return hook
-
-    handles = [b.module.register_forward_hook(hook_for(i), with_kwargs=True) for i, b in enumerate(blocks)]
-    try:
-        run_batches(model, batches)
-    finally:
-        for h in handles:
-            h.remove()
-    return [total / count if count else 0.0 for total, count in sums]

@@ -67,7 +67,7 @@ def apply_mask(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """A new tensor: ``weight`` with the pruned entries set to exactly zero, same dtype."""
     if keep.shape != weight.shape:
         raise ValueError(f"mask shape {tuple(keep.shape)} != weight shape {tuple(weight.shape)}")
-    return torch.where(keep, weight, torch.zeros((), dtype=weight.dtype))
+    return torch.where(keep, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))
 
 
 def sparsity_of(weight: torch.Tensor) -> float:

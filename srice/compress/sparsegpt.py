@@ -44,7 +44,7 @@ def prune(
     dead = torch.diag(H) == 0  # inputs that never fired: their weights cannot matter
     H[dead, dead] = 1
     W[:, dead] = 0
-    H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype)
+    H += percdamp * torch.mean(torch.diag(H)) * torch.eye(cols, dtype=H.dtype, device=H.device)
     Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     # the factorisation needs float64; the column sweep does not (as in the reference code)
     W, Hinv = W.float(), Hinv.float()

@@ -197,3 +197,83 @@ def test_capture_hooks_sum_the_inputs_of_each_linear():
     # stop_after ends each pass after `a`, so `b` is never reached
     with pytest.raises(ValueError, match="never reached"):
         capture.linear_stats(net, [{"x": x} for x in xs], {"b": net.b}, stop_after=net.a)
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, hidden, scale=None, shift=0.0):
+        return torch.tanh(self.fc(hidden)) * scale + shift
+
+
+class _Net(torch.nn.Module):
+    """Embedding, three layers called with a per-sample keyword argument and a per-layer one, a head;
+    ``meddle`` changes the hidden states between layers (as Qwen3-VL's deepstack does)."""
+
+    def __init__(self, meddle: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Linear(3, 4)
+        self.layers = torch.nn.ModuleList(_Layer() for _ in range(3))
+        self.head = torch.nn.Linear(4, 2)
+        self.register_buffer("offset", torch.ones(4))
+        self.meddle = meddle
+
+    def forward(self, x, use_cache=False):
+        h = self.embed(x) + self.offset
+        scale = x.abs().mean() + 1
+        for i, layer in enumerate(self.layers):
+            h = layer(h, scale=scale, shift=float(i))
+            if self.meddle:
+                h = h + 1
+        return self.head(h)
+
+
+def test_layerwise_feeds_each_block_the_previous_blocks_outputs_in_one_pass():
+    from srice.compress.capture import Block
+    from srice.compress.layerwise import Layerwise
+
+    net = _Net()
+    batches = [{"x": torch.randn(1, n, 3, generator=torch.Generator().manual_seed(n))} for n in (2, 5)]
+    expected, calls = {}, {"embed": 0}
+    for i, layer in enumerate(net.layers):
+        layer.register_forward_hook(lambda m, a, out, i=i: expected.setdefault(i, []).append(out))
+    with torch.inference_mode():
+        for b in batches:
+            net(**b)
+    net.embed.register_forward_hook(lambda *_: calls.__setitem__("embed", calls["embed"] + 1))
+    blocks = [Block(f"layers.{i}", m, False) for i, m in enumerate(net.layers)]
+    seen = []
+
+    def step(turn):
+        seen.append([torch.equal(a, b) for a, b in zip(turn.forward(), expected[len(seen)])])
+
+    runner = Layerwise(net, batches, blocks)
+    runner.run(step)
+    assert seen == [[True, True]] * 3  # every block's outputs equal the full model's, bit for bit
+    assert calls["embed"] == 2  # one pass over the model's input, not one per block
+    assert runner.counts == {"prefix_passes": 1, "block_forwards": 3, "blocks": 3}
+    assert "forward" not in net.layers[0].__dict__  # the stand-ins are gone
+
+
+def test_layerwise_refuses_a_model_that_changes_hidden_states_between_layers():
+    from srice.compress.capture import Block
+    from srice.compress.layerwise import Layerwise
+
+    net = _Net(meddle=True)
+    blocks = [Block(f"layers.{i}", m, False) for i, m in enumerate(net.layers)]
+    with pytest.raises(InputError, match="_Net changes the hidden states between its layers"):
+        Layerwise(net, [{"x": torch.randn(1, 2, 3)}], blocks).run(lambda turn: None)
+    assert all("forward" not in layer.__dict__ for layer in net.layers)
+
+
+def test_place_moves_everything_but_the_blocks_and_the_head():
+    """Only the pieces before the first block go to the device (``meta`` stands in for a GPU here)."""
+    from srice.compress.layerwise import place
+
+    net = _Net()
+    place(net, "meta", [net.layers, net.head])
+    assert net.embed.weight.device.type == "meta" and net.offset.device.type == "meta"
+    assert all(p.device.type == "cpu" for p in [*net.layers.parameters(), *net.head.parameters()])
