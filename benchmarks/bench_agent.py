@@ -6,7 +6,7 @@
 
 Runs a real vllm serve of a variant (default: the tiny model) and the embedded tools.
 
-    .venv/bin/python benchmarks/bench_agent.py [--variant tiny] [--n 32] [--tools yolo,zoom]
+    .venv/bin/python benchmarks/bench_agent.py [--variant tiny] [--n 32] [--tools yolo,zoom] [--server URL]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from contextlib import ExitStack
 
 from bench_serving import picture  # the same synthetic pictures
+from benchkit import add_server
 
 from srice.agent import Item
 from srice.builder.agents import build_agent
@@ -27,8 +28,10 @@ class Timed:
     """Adds up the wall time spent inside the wrapped object's generate/batch/__call__."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.seconds = inner, inner.name, 0.0
-        self.separate_views, self.reads_text = inner.separate_views, inner.reads_text
+        self.inner, self.seconds = inner, 0.0
+
+    def __getattr__(self, name):  # the rest (name, a tool's separate_views, ...) is the inner object's
+        return getattr(self.inner, name)
 
     def _time(self, fn, *args):
         began = time.perf_counter()
@@ -52,11 +55,13 @@ def main() -> None:
     parser.add_argument("--variant", default="tiny")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--tools", default="yolo,zoom")
+    add_server(parser)
     args = parser.parse_args()
 
     items = [Item(picture(i), "What colour is the square?", ("red", "green", "blue")) for i in range(args.n)]
     with ExitStack() as stack:
-        backend, variant = open_backend(args.variant, ServingConfig(concurrency=64), stack)
+        serving = ServingConfig(server=args.server, concurrency=64)
+        backend, variant = open_backend(args.variant, serving, stack)
         agent = build_agent(backend, variant, args.tools.split(","))
         backend = agent.backend = Timed(agent.backend)
         tools = agent.tools = [Timed(t) for t in agent.tools]

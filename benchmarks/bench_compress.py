@@ -143,7 +143,7 @@ def _agreement(row: Row, dense: Row) -> float | None:
     return sum(row.answers[k] == dense.answers[k] for k in shared) / len(shared) if shared else None
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="toy", help="base variant (default toy)")
     parser.add_argument("--model", help="base model folder (instead of --variant)")
@@ -164,17 +164,18 @@ def main() -> None:
     parser.add_argument("--work", help="folder for checkpoints and records (default: a temporary one)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
-
-    from srice.compress import CompressConfig, compress
-    from srice.compress.api import resolve_model
-    from srice.compress.register import register
-    from srice.errors import SriceError
-    from srice.eval.data import load_items
-    from srice.serving.variants import Variant, get_variant
-
     if args.smoke:
         args.limit, args.calib_n, args.latency_n = min(args.limit, 6), min(args.calib_n, 4), 4
         args.sparsities, args.depths = "0.5", "0.5"
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    from srice.compress.api import resolve_model
+    from srice.eval.data import load_items
+    from srice.serving.variants import get_variant
+
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-compress-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ["SRICE_VARIANTS"] = str(work / "variants.json")  # never touch the user's registry
@@ -185,7 +186,6 @@ def main() -> None:
     items = load_items(data, limit=args.limit)
     sparsities = [float(s) for s in args.sparsities.split(",") if s]
     depths = [float(s) for s in args.depths.split(",") if s]
-    serve = not args.no_serve
 
     ours, theirs = pruning_time(model, calib, args.calib_n, sparsities[0], work)
     print(
@@ -195,28 +195,44 @@ def main() -> None:
     )
     rows = []
     for name, method, kwargs in plan(sparsities, depths, args.smoke):
-        if method == "dense":
-            row = Row(name, "dense", "-", base_path)
-            variant = Variant(name, str(base_path), base.served_name, base.vllm_args)
-        else:
-            if method == "w4a16" and not serve:
-                rows.append(Row(name, method, "-", work / name, note="skipped: needs vllm (--no-serve)"))
-                continue
-            config = CompressConfig(method, calib=calib, calib_n=args.calib_n, **kwargs)
-            result = compress(model, work / name, config, overwrite=True)
-            setting = f"{kwargs.get('sparsity', '-')}" + (" owl" if kwargs.get("owl") else "")
-            row = Row(name, method, setting, result.out_dir, result.manifest)
-            try:
-                variant, _ = register(result, f"bench-{name}")
-            except SriceError as e:  # e.g. W4A16 on a CPU whose vLLM build lacks the kernel
-                rows.append(Row(name, method, setting, result.out_dir, result.manifest, note=f"skipped: {e}"))
-                continue
-        print(f"{name}: evaluating on {len(items)} questions", file=sys.stderr, flush=True)
-        accuracy_and_latency(row, variant, items, args, work, serve)
-        rows.append(row)
-
-    dense = rows[0]
+        rows.append(evaluated_row(name, method, kwargs, base_path, base, items, calib, args, work))
     print(f"\nbase {base_path} ({base.name}); {len(items)} questions from {data}")
+    print_table(rows)
+    if args.json:
+        write_json(Path(args.json), rows, ours, theirs)
+
+
+def evaluated_row(name, method, kwargs, base_path, base, items, calib, args, work: Path) -> Row:
+    """One variant of the plan: compressed (unless dense), registered, evaluated; or skipped, with
+    the reason in its note."""
+    from srice.compress import CompressConfig, compress
+    from srice.compress.register import register
+    from srice.errors import SriceError
+    from srice.serving.variants import Variant
+
+    serve = not args.no_serve
+    if method == "dense":
+        row = Row(name, "dense", "-", base_path)
+        variant = Variant(name, str(base_path), base.served_name, base.vllm_args)
+    else:
+        if method == "w4a16" and not serve:
+            return Row(name, method, "-", work / name, note="skipped: needs vllm (--no-serve)")
+        config = CompressConfig(method, calib=calib, calib_n=args.calib_n, **kwargs)
+        result = compress(args.model or args.variant, work / name, config, overwrite=True)
+        setting = f"{kwargs.get('sparsity', '-')}" + (" owl" if kwargs.get("owl") else "")
+        row = Row(name, method, setting, result.out_dir, result.manifest)
+        try:
+            variant, _ = register(result, f"bench-{name}")
+        except SriceError as e:  # e.g. W4A16 on a CPU whose vLLM build lacks the kernel
+            return Row(name, method, setting, result.out_dir, result.manifest, note=f"skipped: {e}")
+    print(f"{name}: evaluating on {len(items)} questions", file=sys.stderr, flush=True)
+    accuracy_and_latency(row, variant, items, args, work, serve)
+    return row
+
+
+def print_table(rows: list[Row]) -> None:
+    """The rows as a Markdown table, each compared with the first (dense)."""
+    dense = rows[0]
     print("accuracy: direct pathway; colour: direct, colour questions; crop: colour read from a crop of the")
     print("true target box; agree: share of direct answers identical to dense's")
     print(
@@ -247,30 +263,13 @@ def main() -> None:
             ratio,
         ]
         print("| " + " | ".join(str(c) for c in cells) + " |" + (f" {r.note}" if r.note else ""))
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "pruning_seconds": {"ours_wanda": ours, "llmcompressor_wanda": theirs},
-                    "rows": [
-                        {
-                            "name": r.name,
-                            "method": r.method,
-                            "setting": r.setting,
-                            "accuracy": r.accuracy,
-                            "colour": r.colour,
-                            "crop": r.crop,
-                            "agree": r.agree,
-                            "latency_ms": r.latency_ms,
-                            "manifest": r.manifest,
-                            "note": r.note,
-                        }
-                        for r in rows
-                    ],
-                },  # fmt: skip
-                indent=2,
-            )
-        )
+
+
+def write_json(path: Path, rows: list[Row], ours: float, theirs: float) -> None:
+    fields = "name method setting accuracy colour crop agree latency_ms manifest note".split()
+    rows_out = [{f: getattr(r, f) for f in fields} for r in rows]
+    pruning = {"ours_wanda": ours, "llmcompressor_wanda": theirs}
+    path.write_text(json.dumps({"pruning_seconds": pruning, "rows": rows_out}, indent=2))
 
 
 if __name__ == "__main__":

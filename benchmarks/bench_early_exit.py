@@ -10,16 +10,18 @@
    is met. A calibration with no threshold is reported as such (early exit then does nothing).
 
     .venv/bin/python benchmarks/bench_early_exit.py [--n 200] [--alpha 0.1] [--calib-n 300] [--out DIR]
+        [--server URL]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchkit import add_server
 
 from srice.eval.report import all_records, interval
 
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--pathways", default="yolo")
     parser.add_argument("--kinds", help="synth question kinds (default: those the toy bundle learned)")
     parser.add_argument("--out", help="keep the splits and runs here (default: a temp folder)")
+    add_server(parser)
     args = parser.parse_args()
     if not args.kinds:
         from srice.builtin.toy_bundle import bundle_kinds
@@ -49,6 +52,7 @@ def main() -> None:
 
     from contextlib import ExitStack
 
+    from srice.calibration.uncertainty_calibration import UncertaintyCalibration
     from srice.serving.backends import start_server
     from srice.serving.config import ServingConfig
     from srice.serving.variants import get_variant
@@ -68,16 +72,16 @@ def main() -> None:
         if tool_file.name != "uncertainty.json":
             (calib / tool_file.name).write_bytes(tool_file.read_bytes())
     with ExitStack() as stack:
-        server = stack.enter_context(start_server(variant, ServingConfig()))
-        common = ["--variant", args.variant, "--server", server.url]
+        url = args.server or stack.enter_context(start_server(variant, ServingConfig())).url
+        common = ["--variant", args.variant, "--server", url]
         questions = str(work / "calib-data" / "questions.jsonl")
         fitted = srice("calibrate", "--uncertainty", "--data", questions, "--alpha", str(args.alpha),
                        "-o", str(calib / "uncertainty.json"), *common)  # fmt: skip
         print(fitted.stdout.strip().splitlines()[-1])
-        us = json.loads((calib / "uncertainty.json").read_text())
+        us = UncertaintyCalibration.load(calib / "uncertainty.json")
         runs = {}
         for name, extra in (("plain", []), ("early-exit", ["--early-exit"])):
-            if name == "early-exit" and us["early_exit"] is None:
+            if name == "early-exit" and us.early_exit is None:
                 break
             out = work / name
             srice("eval", "--data", str(work / "test" / "questions.jsonl"), "--out", str(out), "--pathways",
@@ -95,9 +99,9 @@ def main() -> None:
     exit_calls = sum(r["mllm_calls"] for r in fast.values()) / len(fast)
     exited = sum(r["early_exit"] for r in fast.values()) / len(fast)
     fast_accuracy = sum(r["score"] for r in fast.values()) / len(fast)
-    lost = interval(plain[i]["score"] - fast[i]["score"] for i in plain if i in fast)
+    lost = interval((plain[i]["score"] - fast[i]["score"] for i in plain if i in fast), difference=True)
     saved = 1 - exit_calls / calls
-    print(f"with early exit (US <= {us['early_exit']:g}): {exit_calls:.2f} model calls per question "
+    print(f"with early exit (US <= {us.early_exit:g}): {exit_calls:.2f} model calls per question "
           f"({exited:.0%} exited), SRICE accuracy {fast_accuracy:.3f}")  # fmt: skip
     print(f"calls ratio (early exit / plain): {exit_calls / calls:.3f}; calls saved {saved:.1%}")
     print(

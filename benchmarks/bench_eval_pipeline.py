@@ -2,47 +2,41 @@
 one batch at a time: model, tools, model) and pipelined (``--pipeline 2``: the model starts and
 finishes batches while the tools work on another).
 
-One ``vllm serve`` of the toy serves both runs, in this process's agent (the one ``srice eval`` builds).
+One ``vllm serve`` of the toy (started here, or named by ``--server``) serves both runs, in this
+process's agent (the one ``srice eval`` builds).
 Prints, from one run: each stage's time in the stage-by-stage run (model = start + finish, tools),
 the limit a two-stage pipeline can reach, (model + tools) / max(model, tools), the throughput ratio
 pipelined / stage by stage, and whether the two runs' records are identical (timings left out).
 
     .venv/bin/python benchmarks/bench_eval_pipeline.py [--n 64] [--tools yolo,zoom] [--batch-size 16]
+        [--server URL]
 """
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from collections import defaultdict
 from contextlib import ExitStack
-from pathlib import Path
+
+from benchkit import eval_parser, toy_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=64, help="questions")
-    parser.add_argument("--tools", default="yolo,zoom")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser = eval_parser(__doc__)
     parser.add_argument("--depth", type=int, default=2, help="batches in flight in the pipelined run")
-    parser.add_argument("--seed", type=int, default=7, help="synth split seed")
     args = parser.parse_args()
 
     from srice import ServingConfig, build_agent, open_backend
-    from srice.builtin.toy_bundle import bundle_kinds
     from srice.eval.data import load_items
     from srice.eval.records import comparable, read_records
     from srice.eval.run import run
-    from srice.synth import SynthKnobs, generate
 
-    work = Path(tempfile.mkdtemp(prefix="srice-bench-pipeline-"))
-    generate(work / "synth", seed=args.seed, n=args.n, knobs=SynthKnobs(kinds=bundle_kinds()))
+    work = toy_split("srice-bench-pipeline-", args.seed, args.n)
     items = load_items(work / "synth" / "questions.jsonl", limit=args.n)
     tools = [t for t in args.tools.split(",") if t]
 
     with ExitStack() as stack:
-        backend, variant = open_backend("toy", ServingConfig(), stack)
+        backend, variant = open_backend("toy", ServingConfig(server=args.server), stack)
         agent = build_agent(backend, variant, tools, log=lambda text: None)
         run(agent, items[:2], work / "warm", batch_size=2, pipeline=1)  # load the tools, warm the server
         spent = _timed_stages(agent)

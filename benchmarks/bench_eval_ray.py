@@ -1,7 +1,7 @@
 """What ``srice eval --ray`` costs on one machine: the same questions through a plain ``srice eval``
 and through ``srice eval --ray`` with a local cluster of this machine (2 agent workers), both
-against one ``vllm serve`` of the toy that this script starts (so neither run pays the server's
-start-up), each as the user runs it (a separate process).
+against one ``vllm serve`` of the toy that this script starts, or the one ``--server`` names (so
+neither run pays the server's start-up), each as the user runs it (a separate process).
 
 Prints, from one run: each run's wall time from the command's start to its exit and the eval's own
 time (after start-up: Ray, workers, tools), the overhead ratios ray / plain for both (target <= 1.15),
@@ -9,38 +9,31 @@ whether the records are identical (timings left out, floats to 6 digits), and, o
 would give from the measured per-question cost (each node its own model server and workers).
 
     .venv/bin/python benchmarks/bench_eval_ray.py [--n 64] [--tools yolo,zoom] [--batch-size 16]
+        [--server URL]
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
+
+from benchkit import eval_parser, toy_split
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=64, help="questions")
-    parser.add_argument("--tools", default="yolo,zoom")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser = eval_parser(__doc__)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=7, help="synth split seed")
     args = parser.parse_args()
 
     from srice import ServingConfig, open_backend
-    from srice.builtin.toy_bundle import bundle_kinds
     from srice.eval.records import comparable, read_records
-    from srice.synth import SynthKnobs, generate
 
-    work = Path(tempfile.mkdtemp(prefix="srice-bench-ray-"))
-    generate(work / "synth", seed=args.seed, n=args.n, knobs=SynthKnobs(kinds=bundle_kinds()))
+    work = toy_split("srice-bench-ray-", args.seed, args.n)
     with ExitStack() as stack:
-        backend, _ = open_backend("toy", ServingConfig(), stack)
+        backend, _ = open_backend("toy", ServingConfig(server=args.server), stack)
         common = ["eval", "--data", str(work / "synth" / "questions.jsonl"), "--limit", str(args.n),
                   "--variant", "toy", "--pathways", args.tools, "--batch-size", str(args.batch_size),
                   "--server", backend.urls[0], "--max-failed-items", "1",

@@ -3,9 +3,10 @@
 Starts a real ``vllm serve`` of a variant (default: the tiny model) and reports:
 - batched/sequential: requests per second with N requests in flight vs one at a time;
 - vllm/transformers: per-request latency of the HTTP backend vs the in-process transformers backend;
-- start-up time of the server and single-request latency, for context.
+- start-up time of the server (unless ``--server`` names a running one) and single-request latency,
+  for context.
 
-    .venv/bin/python benchmarks/bench_serving.py [--variant tiny] [--n 32] [--max-tokens 8]
+    .venv/bin/python benchmarks/bench_serving.py [--variant tiny] [--n 32] [--max-tokens 8] [--server URL]
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import argparse
 import random
 import statistics
 import time
+from contextlib import ExitStack
 
+from benchkit import add_server
 from PIL import Image, ImageDraw
 
 from srice.agent.prompts import direct_request
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--variant", default="tiny")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=8)
+    add_server(parser)
     args = parser.parse_args()
 
     variant = get_variant(args.variant)
@@ -52,9 +56,12 @@ def main() -> None:
         direct_request(picture(i), "What colour is the square?", max_tokens=args.max_tokens)
         for i in range(args.n)
     ]
-    server = server_for(variant)
-    with server:
-        http = OpenAIBackend(server.url, variant.served_name, concurrency=args.n)
+    with ExitStack() as stack:
+        url, started = args.server, None
+        if not url:
+            server = stack.enter_context(server_for(variant))
+            url, started = server.url, server.started_seconds
+        http = OpenAIBackend(url, variant.served_name, concurrency=args.n)
         http.generate(requests[:2])  # warm-up
         singles = [timed(lambda r=r: http.generate([r]))[1] for r in requests]
         _, batched = timed(lambda: http.generate(requests))
@@ -64,7 +71,7 @@ def main() -> None:
 
     sequential = sum(singles)
     print(f"variant {variant.name}, {args.n} requests x {args.max_tokens} tokens, one image each")
-    print(f"vllm serve start-up: {server.started_seconds:.1f} s")
+    print(f"vllm serve start-up: {f'{started:.1f} s' if started else f'- (already running at {url})'}")
     print(f"single request latency (vllm, HTTP): median {statistics.median(singles) * 1000:.0f} ms")
     print(
         f"batched/sequential throughput (vllm): {sequential / batched:.2f}x "

@@ -116,8 +116,8 @@ def main() -> None:
         print(f"| {key} | {len(rows[key])} | {means} |")
     overall = rows["overall"]
     gains = {
-        "srice_minus_direct": interval(r[2] - r[0] for r in overall),
-        "oracle_minus_srice": interval(r[3] - r[2] for r in overall),
+        "srice_minus_direct": interval((r[2] - r[0] for r in overall), difference=True),
+        "oracle_minus_srice": interval((r[3] - r[2] for r in overall), difference=True),
     }
     for name, v in gains.items():
         print(f"- {name}: {v['mean']:+.3f} (95% CI {v['low']:+.3f} to {v['high']:+.3f}, n={v['n']})")
