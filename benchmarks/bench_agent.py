@@ -2,7 +2,10 @@
 
 - overhead = answer_batch wall time / (time inside backend.generate + time inside tools), 32 items:
   what the agent itself costs around the model and tool calls (target <= 1.10);
-- batched/sequential = answer_batch(32) throughput vs 32 x answer().
+- batched/sequential = answer_batch(32) throughput vs 32 x answer();
+- vLLM's prefix cache during answer_batch: the share of prompt tokens it served (every request of a
+  question starts with its image and question), and the model time of SRICE per question against the
+  direct answer alone (the same questions, no tools).
 
 Runs a real vllm serve of a variant (default: the tiny model) and the embedded tools.
 
@@ -16,7 +19,7 @@ import time
 from contextlib import ExitStack
 
 from bench_serving import picture  # the same synthetic pictures
-from benchkit import add_server
+from benchkit import add_server, prefix_cache
 
 from srice.agent import Item
 from srice.builder.agents import build_agent
@@ -69,11 +72,15 @@ def main() -> None:
         backend.seconds = 0.0
         for t in tools:
             t.seconds = 0.0
-        began = time.perf_counter()
+        before, began = prefix_cache(backend.urls), time.perf_counter()
         answers = agent.answer_batch(items)
         batched = time.perf_counter() - began
+        asked, served = (after - b for after, b in zip(prefix_cache(backend.urls), before))
         inside = backend.seconds + sum(t.seconds for t in tools)
         model, tool_time = backend.seconds, sum(t.seconds for t in tools)
+        direct = build_agent(backend.inner, variant, [])
+        direct.backend = alone = Timed(direct.backend)
+        direct.answer_batch(items)
         began = time.perf_counter()
         for item in items:
             agent.answer(item.image, item.question, item.options)
@@ -85,6 +92,12 @@ def main() -> None:
         f"{batched - inside:.2f} s"
     )
     print(f"overhead (wall / (generate + tools)): {batched / inside:.3f}")
+    calls, share = sum(a.mllm_calls for a in answers) / len(answers), served / max(asked, 1)
+    print(
+        f"prefix cache: {served:.0f} of {asked:.0f} prompt tokens served from it ({share:.3f}); "
+        f"model time per question: SRICE {model / args.n:.3f} s ({calls:.2f} calls) vs direct alone "
+        f"{alone.seconds / args.n:.3f} s, ratio {model / alone.seconds:.2f}x"
+    )
     print(
         f"batched/sequential throughput: {sequential / batched:.2f}x "
         f"({args.n / batched:.1f} vs {args.n / sequential:.1f} questions/s)"

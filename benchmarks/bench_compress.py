@@ -1,7 +1,11 @@
 """Compression benchmark: pruning time, accuracy and serving latency of compressed variants vs dense.
 
 Ratios come from one run on one machine (these machines are noisy; compare within a run only):
-- pruning time: our Wanda vs llm-compressor's Wanda on the same model, data and sparsity;
+- pruning time: our Wanda and SparseGPT vs llm-compressor's on the same model, data and sparsity
+  (like with like: SparseGPT is sequential on both sides, each block calibrated on the pruned blocks'
+  outputs; Wanda is one pass on both sides);
+- W4A16 calibrated by llm-compressor's basic pipeline (srice's choice before) and by its default
+  sequential one: NLL of the reference answer's first token, KL from dense, argmax agreement;
 - accuracy on a synthetic test set (``srice synth``) for dense, uniform Wanda, OWL-Wanda and SparseGPT
   at each sparsity, depth-pruned variants and W4A16: the direct pathway (``srice.eval.run``), its
   colour questions, colour read from a crop of the true target box (what the toy model can do; its
@@ -67,16 +71,65 @@ def plan(sparsities: list[float], depths: list[float], smoke: bool) -> list[tupl
     return rows
 
 
-def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Path) -> tuple[float, float]:
+def pruning_time(model: str, calib: str, calib_n: int, sparsity: float, work: Path) -> dict[str, float]:
+    """Seconds of each method itself (its manifest's), ours against llm-compressor's, same data."""
     from srice.compress import CompressConfig, compress
 
-    ours = compress(
-        model, work / "time-ours", CompressConfig("wanda", sparsity, calib=calib, calib_n=calib_n)
-    )
-    theirs = compress(
-        model, work / "time-llmc", CompressConfig("llmc-wanda", sparsity, calib=calib, calib_n=calib_n)
-    )
-    return ours.seconds, theirs.seconds
+    out = {}
+    for method in ("wanda", "llmc-wanda", "sparsegpt", "llmc-sparsegpt"):
+        config = CompressConfig(method, sparsity, calib=calib, calib_n=calib_n)
+        out[method] = compress(model, work / f"time-{method}", config, overwrite=True).seconds
+    return out
+
+
+def quant_pipelines(base_path: Path, calib: str, items, calib_n: int, work: Path) -> dict:
+    """W4A16 calibrated by llm-compressor's basic pipeline (no error carried forward) and by its
+    default sequential one, each reloaded dequantized (the weights vLLM serves): NLL of the reference
+    answer's first token on the test questions, KL(dense || W4A16) there, and the share of argmax
+    tokens equal to dense's."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, CompressedTensorsConfig
+
+    from srice.compress import capture, quant
+    from srice.eval.data import load_items
+
+    processor = AutoProcessor.from_pretrained(str(base_path))
+    batches = capture.calibration_inputs(processor, load_items(calib, limit=calib_n))
+    prompts = capture.calibration_inputs(processor, items, with_answers=False)
+    full = capture.calibration_inputs(processor, items, with_answers=True)
+    targets = [int(f["input_ids"][0, p["input_ids"].shape[1]]) for f, p in zip(full, prompts)]
+
+    def logprobs(net):
+        with torch.inference_mode():
+            return [torch.log_softmax(net(**p, use_cache=False).logits[0, -1].float(), -1) for p in prompts]
+
+    def load(folder=base_path, **kw):
+        return AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32, **kw).eval()
+
+    dense = logprobs(load())
+    rows = {"dense": {"nll": sum(-lp[t].item() for lp, t in zip(dense, targets)) / len(dense)}}
+    for pipeline in ("basic", None):  # None: llm-compressor's default
+        net = load()
+        ran = quant.quantize(net, "w4a16", batches, pipeline=pipeline)["pipeline"]
+        net.save_pretrained(str(work / f"w4a16-{ran}"))
+        config = CompressedTensorsConfig(dequantize=True)
+        q = logprobs(load(work / f"w4a16-{ran}", quantization_config=config))
+        rows[ran] = {
+            "nll": sum(-lp[t].item() for lp, t in zip(q, targets)) / len(q),
+            "kl": sum((d.exp() * (d - o)).sum().item() for d, o in zip(dense, q)) / len(q),
+            "agree": sum(int(d.argmax()) == int(o.argmax()) for d, o in zip(dense, q)) / len(q),
+        }
+    return rows
+
+
+def print_quant_pipelines(rows: dict, n: int) -> None:
+    dense = rows["dense"]["nll"]
+    print(f"\nW4A16 by llm-compressor's pipelines, {n} test questions (dense NLL {dense:.5f}):")
+    print("| pipeline | answer NLL | KL(dense, W4A16) | argmax = dense |")
+    print("|---|---|---|---|")
+    for name, r in rows.items():
+        if name != "dense":
+            print(f"| {name} | {r['nll']:.5f} | {r['kl']:.3g} | {r['agree']:.3f} |")
 
 
 def accuracy_and_latency(row: Row, variant, items, args, work: Path, serve: bool) -> None:
@@ -187,19 +240,23 @@ def main() -> None:
     sparsities = [float(s) for s in args.sparsities.split(",") if s]
     depths = [float(s) for s in args.depths.split(",") if s]
 
-    ours, theirs = pruning_time(model, calib, args.calib_n, sparsities[0], work)
-    print(
-        f"pruning time, Wanda at {sparsities[0]:g} ({args.calib_n} samples): ours {ours:.2f} s, "
-        f"llm-compressor {theirs:.2f} s, ratio ours/llm-compressor {ours / theirs:.2f}x",
-        flush=True,
-    )
+    times = pruning_time(model, calib, args.calib_n, sparsities[0], work)
+    for method in ("wanda", "sparsegpt"):
+        ours, theirs = times[method], times[f"llmc-{method}"]
+        print(
+            f"pruning time, {method} at {sparsities[0]:g} ({args.calib_n} samples): ours {ours:.2f} s, "
+            f"llm-compressor {theirs:.2f} s, ratio ours/llm-compressor {ours / theirs:.2f}x",
+            flush=True,
+        )
+    pipelines = quant_pipelines(base_path, calib, items, args.calib_n, work)
+    print_quant_pipelines(pipelines, len(items))
     rows = []
     for name, method, kwargs in plan(sparsities, depths, args.smoke):
         rows.append(evaluated_row(name, method, kwargs, base_path, base, items, calib, args, work))
     print(f"\nbase {base_path} ({base.name}); {len(items)} questions from {data}")
     print_table(rows)
     if args.json:
-        write_json(Path(args.json), rows, ours, theirs)
+        write_json(Path(args.json), rows, times, pipelines)
 
 
 def evaluated_row(name, method, kwargs, base_path, base, items, calib, args, work: Path) -> Row:
@@ -265,11 +322,11 @@ def print_table(rows: list[Row]) -> None:
         print("| " + " | ".join(str(c) for c in cells) + " |" + (f" {r.note}" if r.note else ""))
 
 
-def write_json(path: Path, rows: list[Row], ours: float, theirs: float) -> None:
+def write_json(path: Path, rows: list[Row], times: dict, pipelines: dict) -> None:
     fields = "name method setting accuracy colour crop agree latency_ms manifest note".split()
     rows_out = [{f: getattr(r, f) for f in fields} for r in rows]
-    pruning = {"ours_wanda": ours, "llmcompressor_wanda": theirs}
-    path.write_text(json.dumps({"pruning_seconds": pruning, "rows": rows_out}, indent=2))
+    report = {"pruning_seconds": times, "w4a16_pipelines": pipelines, "rows": rows_out}
+    path.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

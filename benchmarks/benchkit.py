@@ -40,3 +40,20 @@ def toy_split(prefix: str, seed: int, n: int) -> Path:
     work = Path(tempfile.mkdtemp(prefix=prefix))
     generate(work / "synth", seed=seed, n=n, knobs=SynthKnobs(kinds=bundle_kinds()))
     return work
+
+
+def prefix_cache(urls) -> tuple[float, float]:
+    """Prompt tokens the vLLM servers at ``urls`` were asked to prefill, and those their prefix cache
+    served, summed from each one's ``/metrics`` (counters since it started: read before and after a
+    run and subtract)."""
+    import re
+
+    import httpx
+
+    counters = {"prompt_tokens_total": 0.0, "prompt_tokens_cached_total": 0.0}
+    for url in urls:
+        text = httpx.get(url.rstrip("/") + "/metrics", timeout=30).text
+        for name in counters:
+            values = re.findall(rf"^vllm:{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+            counters[name] += sum(float(v) for v in values)
+    return counters["prompt_tokens_total"], counters["prompt_tokens_cached_total"]

@@ -117,6 +117,18 @@ def test_bench_agent(server):
     )
     assert min(wall, model, tools) >= 0 and abs(model + tools + agent - wall) <= 0.021
     ratio(*figures(rf"overhead \(wall / \(generate \+ tools\)\): {NUM}", out))
+    served, asked, share, srice, calls, direct, times = figures(
+        rf"prefix cache: {NUM} of {NUM} prompt tokens served from it \({NUM}\); model time per question: "
+        rf"SRICE {NUM} s \({NUM} calls\) vs direct alone {NUM} s, ratio {NUM}x",
+        out,
+    )
+    assert 0 < served <= asked and share == pytest.approx(served / asked, abs=0.0006)
+    # every request of a question starts with its image and question: on the CPU build's blocks of 32
+    # tokens that prefix is reused (blocks of 128, its default, reused nothing: 3.4% on the toy)
+    assert share >= 0.1
+    assert calls >= 5  # direct, the region question, four quadrants
+    timing(srice, direct)
+    ratio(times)
     gain, together, alone = figures(
         rf"batched/sequential throughput: {NUM}x \({NUM} vs {NUM} questions/s\)", out
     )
@@ -237,15 +249,27 @@ def test_bench_compress(tmp_path):
             "--calib-n", "2", "--max-tokens", "4", "--work", str(tmp_path / "work"),
             "--json", str(tmp_path / "rows.json")]  # fmt: skip
     out = bench("bench_compress", *args)
-    ours, theirs, ratio_ = figures(
-        rf"pruning time, Wanda at 0.5 \(2 samples\): ours {NUM} s, llm-compressor {NUM} s, "
-        rf"ratio ours/llm-compressor {NUM}x",
-        out,
-    )
-    timing(ours, theirs)
-    ratio(ratio_)
+    for method in ("wanda", "sparsegpt"):
+        ours, theirs, ratio_ = figures(
+            rf"pruning time, {method} at 0.5 \(2 samples\): ours {NUM} s, llm-compressor {NUM} s, "
+            rf"ratio ours/llm-compressor {NUM}x",
+            out,
+        )
+        timing(ours, theirs)
+        ratio(ratio_)
+    [dense_nll] = figures(rf"W4A16 by llm-compressor's pipelines, 1 test questions \(dense NLL {NUM}\):", out)
+    pipelines = {}
+    for name in ("basic", "sequential"):
+        sci = r"([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"  # KL in %.3g: 2.66e-07
+        nll, kl, agree = figures(rf"\| {name} \| {NUM} \| {sci} \| {NUM} \|", out)
+        assert nll > 0 and kl >= -1e-6 and agree in (0.0, 1.0)
+        pipelines[name] = nll
+    saved = json.loads((tmp_path / "rows.json").read_text())
+    assert saved["w4a16_pipelines"]["dense"]["nll"] == pytest.approx(dense_nll, abs=1e-5)
+    assert {k: round(v["nll"], 5) for k, v in saved["w4a16_pipelines"].items() if k != "dense"} == pipelines
     assert re.search(r"^base .+ \(tiny\); 1 questions from ", out, re.M)
-    table = [line.split(" | ") for line in re.findall(r"^\| (.+) \|(?: .*)?$", out, re.M)][1:]  # no header
+    main = out[out.index("accuracy: direct pathway") :]
+    table = [line.split(" | ") for line in re.findall(r"^\| (.+) \|(?: .*)?$", main, re.M)][1:]  # no header
     assert [row[0] for row in table] == "dense wanda-50 owl-wanda-50 sparsegpt-50 depth-50 w4a16".split()
     dense = float(table[0][5])
     for name, _, _, achieved, layers, accuracy, versus, colour, crop, agree, latency in table[:-1]:
@@ -259,7 +283,6 @@ def test_bench_compress(tmp_path):
         assert latency == "-"  # --no-serve: no latency
     assert table[0][9] == "1.000"  # dense agrees with itself
     assert out.rstrip().endswith("skipped: needs vllm (--no-serve)")
-    saved = json.loads((tmp_path / "rows.json").read_text())
     assert [r["name"] for r in saved["rows"]] == [row[0] for row in table]
     for r, row in zip(saved["rows"][:-1], table):
         assert f"{r['accuracy']:.3f}" == row[5] and f"{r['agree']:.3f}" == row[9]

@@ -23,14 +23,20 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from srice.errors import InputError
 from srice.paths import cache_dir
 
-from .tiny_mllm import CHAT_TEMPLATE, SPECIAL_TOKENS, _corpus, build_cached
+from .tiny_mllm import (
+    SPECIAL_TOKENS,
+    build_cached,
+    qwen_text_config,
+    qwen_tokenizer,
+    save_qwen,
+    train_tokenizer,
+)
 
 BUILDER_VERSION = 1
 FAMILIES = ("qwen2_5_vl", "llava")
@@ -95,59 +101,13 @@ def build_family_model(spec: FamilySpec, out: Path) -> Path:
     return Path(out)
 
 
-def _tokenizer(spec: FamilySpec, special: Sequence[str], template: str, **named):
-    """A byte-level BPE trained on ``tiny_mllm``'s word list plus ``special`` tokens; ``named`` gives
-    the eos/pad/bos token strings (None: the tokenizer has none)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size - len(special),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(spec.seed), trainer=trainer)
-    tok.add_special_tokens(list(special))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, model_max_length=spec.max_position_embeddings, chat_template=template, **named
-    )
-
-
 def _build_qwen2_5_vl(spec: FamilySpec, out: Path) -> None:
-    import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    tokenizer = _tokenizer(
-        spec, SPECIAL_TOKENS, CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None
-    )
+    tokenizer = qwen_tokenizer(spec)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    half = spec.hidden_size // spec.num_heads // 2  # M-RoPE: rotary pairs split as time/height/width
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=max(spec.vocab_size, len(tokenizer)),
-            hidden_size=spec.hidden_size,
-            intermediate_size=spec.intermediate_size,
-            num_hidden_layers=spec.num_layers,
-            num_attention_heads=spec.num_heads,
-            num_key_value_heads=spec.num_kv_heads,
-            max_position_embeddings=spec.max_position_embeddings,
-            max_window_layers=spec.num_layers,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=qwen_text_config(spec, max(spec.vocab_size, len(tokenizer)), ids),
         vision_config=dict(
             depth=spec.vision_depth,
             hidden_size=spec.vision_embed_dim,
@@ -162,23 +122,8 @@ def _build_qwen2_5_vl(spec: FamilySpec, out: Path) -> None:
         vision_end_token_id=ids["<|vision_end|>"],
         torch_dtype="float32",
     )
-    torch.manual_seed(spec.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=False,
-    )
-    model.save_pretrained(out)
-    patch = 28  # 14 px patches merged 2x2: one LLM token per 28x28 pixels
-    limits = dict(min_pixels=4 * patch * patch, max_pixels=spec.image_tokens * patch * patch)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**limits),
-        video_processor=Qwen2VLVideoProcessor(**limits),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out)
+    save_qwen(Qwen2_5_VLForConditionalGeneration, config, spec.seed, out, Qwen2_5_VLProcessor, tokenizer,
+              spec.image_tokens)  # fmt: skip
 
 
 def _build_llava(spec: FamilySpec, out: Path) -> None:
@@ -195,9 +140,8 @@ def _build_llava(spec: FamilySpec, out: Path) -> None:
     if side * side != spec.image_tokens:
         raise InputError(f"a tiny LLaVA needs a square number of image tokens, got {spec.image_tokens}")
     patch = 14
-    tokenizer = _tokenizer(
-        spec, LLAVA_TOKENS, LLAVA_TEMPLATE, eos_token="</s>", bos_token="<s>", pad_token=None
-    )
+    named = dict(eos_token="</s>", bos_token="<s>", pad_token=None)  # Llama's: no pad token
+    tokenizer = train_tokenizer(spec, LLAVA_TOKENS, LLAVA_TEMPLATE, **named)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_TOKENS}
     config = LlavaConfig(
         vision_config=dict(

@@ -94,12 +94,13 @@ def tiny_model_path(spec: TinySpec = TinySpec(), root: Path | None = None) -> Pa
     return build_cached(root / f"tiny-qwen2vl-{spec.key()}", lambda out: build_tiny_model(spec, out))
 
 
-def build_cached(target: Path, build: Callable[[Path], object]) -> Path:
-    """``target`` once it holds a model, running ``build(folder)`` on first use. The build goes to a
-    staging folder renamed into place, so a crash leaves no half-written model and two processes
-    building at once both end with one complete copy (the same spec builds the same bytes)."""
+def build_cached(target: Path, build: Callable[[Path], object], marker: str = "config.json") -> Path:
+    """``target`` once it holds ``marker`` (a built model), running ``build(folder)`` on first use. The
+    build goes to a staging folder renamed into place, so a crash leaves no half-written model and two
+    processes building at once both end with one complete copy (the same spec builds the same bytes).
+    Used for the tiny tools' weights too (``tiny_tools``)."""
     target = Path(target)
-    if (target / "config.json").exists():
+    if (target / marker).exists():
         return target
     root = target.parent
     root.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,7 @@ def build_cached(target: Path, build: Callable[[Path], object]) -> Path:
         try:
             os.rename(staging, target)
         except OSError:  # another process finished first; its copy is identical
-            if not (target / "config.json").exists():
+            if not (target / marker).exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -128,7 +129,12 @@ def _corpus(seed: int, lines: int = 4000) -> list[str]:
     return out
 
 
-def _build_tokenizer(spec: TinySpec, corpus: Sequence[str] | None = None):
+def train_tokenizer(
+    spec, special: Sequence[str], template: str, corpus: Sequence[str] | None = None, **named
+):
+    """A byte-level BPE of ``spec.vocab_size`` trained on ``corpus`` (default: a generic word list of
+    ``spec.seed``) plus the ``special`` tokens; ``named`` gives the eos/pad/bos token strings (None:
+    the tokenizer has none). Shared by every tiny family (``tiny_families``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -136,20 +142,68 @@ def _build_tokenizer(spec: TinySpec, corpus: Sequence[str] | None = None):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size - len(SPECIAL_TOKENS),
+        vocab_size=spec.vocab_size - len(special),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus if corpus is not None else _corpus(spec.seed), trainer=trainer)
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    tok.add_special_tokens(list(special))
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        model_max_length=spec.max_position_embeddings,
+        tokenizer_object=tok, model_max_length=spec.max_position_embeddings, chat_template=template, **named
+    )
+
+
+def qwen_tokenizer(spec, corpus: Sequence[str] | None = None):
+    """The Qwen chat tokenizer: Qwen's special tokens, EOS ``<|im_end|>``, pad ``<|endoftext|>``."""
+    named = dict(eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None)
+    return train_tokenizer(spec, SPECIAL_TOKENS, CHAT_TEMPLATE, corpus, **named)
+
+
+def qwen_text_config(spec, vocab: int, ids: dict) -> dict:
+    """The M-RoPE decoder of a tiny Qwen2-VL or Qwen2.5-VL of ``spec``'s sizes."""
+    # M-RoPE splits the head_dim/2 rotary pairs into time, height and width, as Qwen2-VL's 16/24/24
+    half = spec.hidden_size // spec.num_heads // 2
+    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    return dict(
+        vocab_size=vocab,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        max_window_layers=spec.num_layers,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+
+
+def save_qwen(model_class, config, seed: int, out: Path, processor_class, tokenizer, image_tokens: int):
+    """Random weights of ``model_class(config)`` (seeded), Qwen's generation config (two EOS ids), and
+    a processor capping an image at ``image_tokens`` LLM tokens, saved in ``out``."""
+    import torch
+    from transformers import GenerationConfig, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        do_sample=False,
+    )
+    model.save_pretrained(out)
+    patch = 28  # 14 px patches merged 2x2: one LLM token per 28x28 pixels
+    limits = dict(min_pixels=4 * patch * patch, max_pixels=image_tokens * patch * patch)
+    processor = processor_class(
+        image_processor=Qwen2VLImageProcessor(**limits),
+        video_processor=Qwen2VLVideoProcessor(**limits),
+        tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
+    processor.save_pretrained(out)
 
 
 def build_tiny_model(spec: TinySpec, out: Path, corpus: Sequence[str] | None = None) -> Path:
@@ -158,39 +212,13 @@ def build_tiny_model(spec: TinySpec, out: Path, corpus: Sequence[str] | None = N
     ``corpus``: text to train the tokenizer on (default: a generic word list); a model trained on one
     task (``srice.toy.train_mllm``) passes that task's prompts and answers, so its answers are single tokens.
     """
-    import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
 
     out = Path(out)
-    tokenizer = _build_tokenizer(spec, corpus)
+    tokenizer = qwen_tokenizer(spec, corpus)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    vocab = max(spec.vocab_size, len(tokenizer))
-    head_dim = spec.hidden_size // spec.num_heads
-    # M-RoPE splits the head_dim/2 rotary pairs into time, height and width, as Qwen2-VL's 16/24/24
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
     config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=vocab,
-            hidden_size=spec.hidden_size,
-            intermediate_size=spec.intermediate_size,
-            num_hidden_layers=spec.num_layers,
-            num_attention_heads=spec.num_heads,
-            num_key_value_heads=spec.num_kv_heads,
-            max_position_embeddings=spec.max_position_embeddings,
-            max_window_layers=spec.num_layers,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=qwen_text_config(spec, max(spec.vocab_size, len(tokenizer)), ids),
         vision_config=dict(
             depth=spec.vision_depth,
             embed_dim=spec.vision_embed_dim,
@@ -204,21 +232,6 @@ def build_tiny_model(spec: TinySpec, out: Path, corpus: Sequence[str] | None = N
         vision_end_token_id=ids["<|vision_end|>"],
         torch_dtype="float32",
     )
-    torch.manual_seed(spec.seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-        do_sample=False,
-    )
-    model.save_pretrained(out)
-    patch = 28  # 14 px patches merged 2x2: one LLM token per 28x28 pixels
-    limits = dict(min_pixels=4 * patch * patch, max_pixels=spec.max_image_tokens * patch * patch)
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**limits),
-        video_processor=Qwen2VLVideoProcessor(**limits),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out)
+    save_qwen(Qwen2VLForConditionalGeneration, config, spec.seed, out, Qwen2VLProcessor, tokenizer,
+              spec.max_image_tokens)  # fmt: skip
     return out

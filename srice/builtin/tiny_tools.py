@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from srice.builtin.tiny_mllm import build_cached
 from srice.paths import cache_dir
 
 BUILDER_VERSION = 1
@@ -67,21 +65,7 @@ def _cached(kind: str, fields: dict, filename: str, build: Callable[[Path], None
     """``root/tiny-<kind>-<key>/<filename>``, built by ``build(folder)`` on first use (atomically)."""
     root = Path(root) if root is not None else cache_dir() / "tools"
     folder = root / f"tiny-{kind}-{_key({'kind': kind, **fields})}"
-    target = folder / filename
-    if target.exists():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    try:
-        build(staging)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process finished first; its copy is identical
-            if not target.exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return build_cached(folder, build, marker=filename) / filename
 
 
 # -- YOLO -----------------------------------------------------------------------------------------
