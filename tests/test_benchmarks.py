@@ -332,20 +332,6 @@ def test_bench_toy_ceiling(server):
     assert gains["oracle_minus_srice"]["mean"] >= 0
 
 
-def test_bench_ocr_crops():
-    out = bench("bench_ocr_crops", "--n", "2")
-    assert out.startswith("# OCR on 2 text plates")
-    report = json.loads(out.strip().splitlines()[-1])
-    assert set(report) == {"page", "crops/truth", "crops/yolo"}
-    for way, result in report.items():
-        reads = [k for k, n in result["read"].values()]
-        plates = [n for k, n in result["read"].values()]
-        assert sum(plates) == 2 and all(0 <= k <= n for k, n in result["read"].values())
-        assert result["seconds_per_image"] >= 0
-        read, seconds = figures(rf"\| {re.escape(way)} \| .+ \| {NUM} \| {NUM} \|", out)
-        assert read == pytest.approx(sum(reads) / 2, abs=0.005) and seconds >= 0
-
-
 def test_bench_gpu(tmp_path):
     out = bench("bench_gpu", "--n", "1", "--batch", "1", "--no-big", "--out", str(tmp_path / "gpu.json"))
     gpu = re.search(r"^# bench_gpu: 1 questions \(synth seed 7\), tools yolo,sam,zoom, GPU: (.+)$", out, re.M)
