@@ -2,14 +2,16 @@
 same 32 questions through in-process ``answer_batch``, and against the clients one at a time.
 
 One ``vllm serve`` of the toy serves all three runs; the agent server runs in its own process with the
-same tools and settings as the in-process agent (``--max-batch 32``). Prints, from one run:
+same tools and settings as the in-process agent (``--max-batch 32``, ``--workers`` as given: default
+auto, two agent workers). Prints, from one run:
 
-- throughput of 32 concurrent clients / in-process ``answer_batch(32)`` (target >= 0.9), and the
+- throughput of 32 concurrent clients / in-process ``answer_batch(32)`` (target >= 0.95), and the
   server's overhead per request;
 - throughput of 32 concurrent clients / 32 clients one after another (the micro-batching gain);
 - whether the server's answers equal the in-process ones.
 
     .venv/bin/python benchmarks/bench_agent_server.py [--n 32] [--tools yolo,zoom] [--seed 7] [--server URL]
+        [--workers auto]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32, help="questions (and concurrent clients)")
     parser.add_argument("--tools", default="yolo,zoom")
     parser.add_argument("--seed", type=int, default=7, help="synth split seed")
+    parser.add_argument("--workers", default="auto", help="the agent server's --workers")
     add_server(parser)
     args = parser.parse_args()
 
@@ -75,7 +78,8 @@ def _agent_server(model_url: str, args):
     port = free_port()
     command = [str(Path(sys.executable).with_name("srice")), "serve", "--agent", "--variant", "toy",
                "--server", model_url, "--port", str(port), "--tools", args.tools,
-               "--max-batch", str(args.n), "--max-queue", str(4 * args.n)]  # fmt: skip
+               "--max-batch", str(args.n), "--max-queue", str(4 * args.n),
+               "--workers", args.workers]  # fmt: skip
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -127,11 +131,12 @@ def _clients(url: str, items: list) -> tuple[list, float, tuple[float, float], f
 def _report(args, items, local, replies, in_process, together, one_by_one, batches) -> None:
     same = sum(r.choices[0].message.content == a.answer for r, a in zip(replies, local))
     n = len(items)
-    print(f"# agent server vs in-process, {n} questions, tools {args.tools}, toy model (one vllm serve)\n")
+    print(f"# agent server (--workers {args.workers}) vs in-process, {n} questions, tools {args.tools}, toy "
+          "model (one vllm serve)\n")  # fmt: skip
     print(f"in-process answer_batch({n}): {in_process:.1f} s ({n / in_process:.2f} q/s)")
     print(f"{n} concurrent OpenAI clients: {together:.1f} s ({n / together:.2f} q/s)")
     print(f"{n} clients one at a time: {one_by_one:.1f} s ({n / one_by_one:.2f} q/s)")
-    print(f"throughput ratio, concurrent clients / in-process: {in_process / together:.2f} (target >= 0.9)")
+    print(f"throughput ratio, concurrent clients / in-process: {in_process / together:.2f} (target >= 0.95)")
     print(f"server overhead per request: {(together - in_process) / n * 1000:+.0f} ms")
     print(f"micro-batching gain, concurrent / one at a time: {one_by_one / together:.2f}x")
     print(f"answers equal to in-process: {same}/{n}")

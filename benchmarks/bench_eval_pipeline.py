@@ -1,19 +1,26 @@
-"""What pipelining ``srice eval`` gains: the same questions evaluated stage by stage (``--pipeline 1``,
-one batch at a time: model, tools, model) and pipelined (``--pipeline 2``: the model starts and
-finishes batches while the tools work on another).
+"""What agent workers gain ``srice eval``: the same questions answered by one agent, stage by stage
+(``--workers 1``: model, tools, model, one batch at a time) and by two agent workers (``--workers
+2``: while one waits on the model server, the other runs its tools), in two settings:
 
-One ``vllm serve`` of the toy (started here, or named by ``--server``) serves both runs, in this
-process's agent (the one ``srice eval`` builds).
-Prints, from one run: each stage's time in the stage-by-stage run (model = start + finish, tools),
-the limit a two-stage pipeline can reach, (model + tools) / max(model, tools), the throughput ratio
-pipelined / stage by stage, and whether the two runs' records are identical (timings left out).
+- shared: the model server and the agents on all of this machine's cores (what ``srice eval`` does
+  on a CPU-only machine);
+- pinned: a ``vllm serve`` pinned to core 0 (all its processes: its API server's image processing
+  too; ``VLLM_CPU_OMP_THREADS_BIND=0``), the agents to the other cores: a model that does not share
+  the tools' cores, as vLLM on a GPU or on another host.
 
-    .venv/bin/python benchmarks/bench_eval_pipeline.py [--n 64] [--tools yolo,zoom] [--batch-size 16]
-        [--server URL]
+Prints, from one run, for each setting: the stage-by-stage run's model and tool time (model = start +
+finish), the workers' start-up (a one-off cost, like the one agent's tool loading before its run),
+the limit a two-stage overlap can reach, (model + tools) / max(model, tools), the throughput ratio
+workers / stage by stage (start-ups left out of both), and whether the records are identical
+(timings left out).
+
+    .venv/bin/python benchmarks/bench_eval_pipeline.py [--n 32] [--tools yolo,zoom] [--batch-size 8]
+        [--settings shared,pinned] [--server URL (shared only)]
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -23,46 +30,84 @@ from benchkit import eval_parser, toy_split
 
 def main() -> None:
     parser = eval_parser(__doc__)
-    parser.add_argument("--depth", type=int, default=2, help="batches in flight in the pipelined run")
+    parser.set_defaults(n=32, batch_size=8)
+    parser.add_argument("--workers", type=int, default=2, help="agent workers in the overlapped run")
+    parser.add_argument("--settings", default="shared,pinned", help="shared, pinned or both")
     args = parser.parse_args()
+    settings = [s for s in args.settings.split(",") if s]
+    if not set(settings) <= {"shared", "pinned"}:
+        parser.error("--settings takes shared and/or pinned")
+    if "pinned" in settings and len(os.sched_getaffinity(0)) < 2:
+        parser.error("the pinned setting needs 2 cores: one for vllm serve, one for the agents")
 
-    from srice import ServingConfig, build_agent, open_backend
     from srice.eval.data import load_items
-    from srice.eval.records import comparable, read_records
-    from srice.eval.run import run
 
-    work = toy_split("srice-bench-pipeline-", args.seed, args.n)
+    work = toy_split("srice-bench-workers-", args.seed, args.n)
     items = load_items(work / "synth" / "questions.jsonl", limit=args.n)
-    tools = [t for t in args.tools.split(",") if t]
-
-    with ExitStack() as stack:
-        backend, variant = open_backend("toy", ServingConfig(server=args.server), stack)
-        agent = build_agent(backend, variant, tools, log=lambda text: None)
-        run(agent, items[:2], work / "warm", batch_size=2, pipeline=1)  # load the tools, warm the server
-        spent = _timed_stages(agent)
-        walls, stages = {}, {}
-        for depth in (1, args.depth):
-            spent.clear()
-            began = time.perf_counter()
-            run(agent, items, work / f"depth{depth}", batch_size=args.batch_size, pipeline=depth)
-            walls[depth] = time.perf_counter() - began
-            stages[depth] = dict(spent)
-    records = {d: [comparable(r) for r in read_records(work / f"depth{d}" / "records.jsonl")] for d in walls}
-    same = sum(a == b for a, b in zip(records[1], records[args.depth]))
-    model, tools_s = stages[1]["model"], stages[1]["tools"]
-    piped = stages[args.depth]
+    tools = tuple(t for t in args.tools.split(",") if t)
     n, batches = len(items), -(-len(items) // args.batch_size)
-    print(f"# srice eval, stage by stage vs pipelined: {n} questions in {batches} batches of "
-          f"{args.batch_size}, tools {args.tools}, toy model (one vllm serve)\n")  # fmt: skip
-    print(f"stage by stage (--pipeline 1): {walls[1]:.1f} s ({n / walls[1]:.2f} q/s): model {model:.1f} s, "
-          f"tools {tools_s:.1f} s")  # fmt: skip
-    d = args.depth
-    print(f"pipelined (--pipeline {d}): {walls[d]:.1f} s ({n / walls[d]:.2f} q/s): "
-          f"model {piped['model']:.1f} s, tools {piped['tools']:.1f} s, overlapping")  # fmt: skip
-    print(f"throughput ratio, pipelined / stage by stage: {walls[1] / walls[args.depth]:.2f}")
-    print(f"limit, (model + tools) / max(model, tools): {(model + tools_s) / max(model, tools_s):.2f}")
-    print(f"records identical (timings left out, floats to 6 digits): {same}/{n}")
+    print(f"# srice eval, one agent stage by stage vs {args.workers} agent workers: {n} toy questions in "
+          f"{batches} batches of {args.batch_size}, tools {args.tools}\n")  # fmt: skip
+    for setting in settings:
+        compare(setting, items, work / setting, tools, args)
     print(f"(work folder: {work})")
+
+
+def compare(setting: str, items, work, tools, args) -> None:
+    import torch
+
+    from srice import ServingConfig, open_backend
+    from srice.builder.pool import AgentPool
+    from srice.builder.spec import AgentSpec
+    from srice.builder.workers import LocalWorkers
+    from srice.eval.records import comparable, read_records
+    from srice.eval.run import run, run_settings, worker_answers, worker_settings, write
+
+    cores = os.sched_getaffinity(0)
+    with ExitStack() as stack:
+        if setting == "pinned":
+            stack.callback(os.sched_setaffinity, 0, cores)
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(min(cores))
+            os.sched_setaffinity(0, {min(cores)})  # vllm serve's processes inherit it: all of them there
+            try:
+                backend, _ = open_backend("toy", ServingConfig(), stack, log=lambda text: None)
+            finally:
+                del os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+            os.sched_setaffinity(0, cores - {min(cores)})  # the agents (and their workers) off its core
+            url = backend.urls[0]
+        else:
+            url = args.server or open_backend("toy", ServingConfig(), stack, log=lambda text: None)[0].urls[0]
+        spec = AgentSpec(serving=ServingConfig(server=url), tools=tools, device="cpu")
+        with AgentPool(spec, log=lambda text: None) as pool:
+            agent = pool.agent()
+            run(agent, items[:2], work / "warm", batch_size=2)  # load the tools, warm the server
+            torch.set_num_threads(len(os.sched_getaffinity(0)))  # one thread per core it may use
+            spent = _timed_stages(agent)
+            began = time.perf_counter()
+            run(agent, items, work / "one", batch_size=args.batch_size)
+            one = time.perf_counter() - began
+        began = time.perf_counter()
+        with LocalWorkers(spec, args.workers) as workers:
+            workers.start()
+            start = time.perf_counter() - began
+            began = time.perf_counter()
+            settings = run_settings(items, (0, 1), workers.call(worker_settings), None)
+            answer = lambda batches: workers.map(worker_answers, batches)  # noqa: E731
+            write(items, work / "workers", answer, settings=settings, batch_size=args.batch_size)
+            many = time.perf_counter() - began
+    records = [[comparable(r) for r in read_records(work / d / "records.jsonl")] for d in ("one", "workers")]
+    same = sum(a == b for a, b in zip(*records))
+    model, tools_s = spent["model"], spent["tools"]
+    n = len(items)
+    where = {"shared": "all cores shared", "pinned": f"vllm on core {min(cores)}, agents on the rest"}
+    print(f"## {setting} ({where[setting]})")
+    print(f"stage by stage (--workers 1): {one:.1f} s ({n / one:.2f} q/s): model {model:.1f} s, "
+          f"tools {tools_s:.1f} s")  # fmt: skip
+    print(f"agent workers (--workers {args.workers}): {many:.1f} s ({n / many:.2f} q/s), after {start:.1f} s "
+          "to start them (each imports torch and loads its tools, as the one agent did first)")  # fmt: skip
+    print(f"throughput ratio, workers / stage by stage: {one / many:.2f}")
+    print(f"limit, (model + tools) / max(model, tools): {(model + tools_s) / max(model, tools_s):.2f}")
+    print(f"records identical (timings left out, floats to 6 digits): {same}/{n}\n")
 
 
 def _timed_stages(agent) -> dict:

@@ -2,7 +2,9 @@
 
 A tool is a callable object: ``tool(image, targets) -> Regions`` with a ``name`` and a
 ``batch(images, targets_per_image) -> list[Regions]``. ``BaseTool`` implements the call on top of
-``batch`` so each tool writes its batched inference once (``_run``); inputs are checked here, once.
+``batch`` so each tool writes its batched inference once (``_run``); inputs are checked here, once,
+and an image given twice with the same targets (the same object: several questions on one image)
+is run once, its ``Regions`` returned for each.
 """
 
 from __future__ import annotations
@@ -58,9 +60,17 @@ class BaseTool:
         if not images:
             return []
         targets = [normalise_targets(t) for t in targets_per_image]
-        results = self._run(images, targets)
-        assert len(results) == len(images), f"{type(self).__name__}._run returned the wrong number of Regions"
-        return results
+        # the same image object with the same targets (questions on one image) runs once
+        first: dict[tuple[int, tuple[str, ...]], int] = {}
+        for i, (image, want) in enumerate(zip(images, targets)):
+            first.setdefault((id(image), want), i)
+        unique = list(first.values())
+        results = self._run([images[i] for i in unique], [targets[i] for i in unique])
+        assert len(results) == len(unique), f"{type(self).__name__}._run returned the wrong number of Regions"
+        if len(unique) == len(images):
+            return results
+        at = {i: k for k, i in enumerate(unique)}
+        return [results[at[first[(id(image), want)]]] for image, want in zip(images, targets)]
 
     def _run(self, images: list[Image.Image], targets: list[tuple[str, ...]]) -> list[Regions]:
         raise NotImplementedError

@@ -187,13 +187,22 @@ class SamTool(BaseTool):
         return self.segment(images, self.detector.batch(images, targets))
 
     def segment(self, images: Sequence[Image.Image], detections: Sequence[Regions]) -> list[Regions]:
-        """SAM's masks for boxes a detector found in these images (the best ``max_prompts`` each)."""
-        sam = self.sam
-        images = [check_image(image) for image in images]
+        """SAM's masks for boxes a detector found in these images (the best ``max_prompts`` each);
+        a pair given twice (the same image and detection objects: questions on one image) runs once."""
         if len(detections) != len(images):
             raise InputError(
                 f"segment needs one detection per image: {len(images)} images, {len(detections)} given"
             )
+        first: dict[tuple[int, int], int] = {}
+        for i, (image, det) in enumerate(zip(images, detections)):
+            first.setdefault((id(image), id(det)), i)
+        if len(first) < len(images):
+            unique = list(first.values())
+            done = type(self).segment(self, [images[i] for i in unique], [detections[i] for i in unique])
+            at = {i: k for k, i in enumerate(unique)}
+            return [done[at[first[(id(im), id(d))]]] for im, d in zip(images, detections)]
+        sam = self.sam
+        images = [check_image(image) for image in images]
         detections = [self._best(d) for d in detections]
         todo = [i for i, d in enumerate(detections) if len(d)]
         results = [

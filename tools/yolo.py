@@ -21,7 +21,8 @@ of that scale; tiny and large objects in one image need two (the toy shape detec
 Batching: one ``predict`` per image size (ultralytics letterboxes a mixed-size batch to a square,
 which would change results against single calls). Images in one call whose targets select different
 classes are predicted with the union of those classes and filtered per image afterwards; NMS is
-per class, so this equals per-image calls (up to ultralytics' 30 000-candidate cap).
+per class, so this equals per-image calls (up to ultralytics' 30 000-candidate cap). An image given
+more than once (the same object, several questions on it) is predicted once.
 
 Ultralytics changes process-wide state when imported and when it picks a device
 (``OMP_NUM_THREADS``, torch's intra-op threads, OpenCV's threads, numpy's print options): this
@@ -313,8 +314,13 @@ class YoloTool(BaseTool):
             else:  # mixed targets in one batch: predict the union, filter per image, then cap
                 classes = None if None in sets else sorted({c for w in sets for c in w})
                 max_det = max(self.max_det, _MAX_CANDIDATES)
-            for i, pred in zip(idx, self._predict([images[k] for k in idx], classes, max_det)):
-                results[i] = self._merged(pred, images[i], wanted[i], segment, metas[i])
+            distinct: dict[int, int] = {}  # an image object given twice is predicted once
+            for i in idx:
+                distinct.setdefault(id(images[i]), i)
+            preds = self._predict([images[k] for k in distinct.values()], classes, max_det)
+            by_image = dict(zip(distinct, preds))
+            for i in idx:
+                results[i] = self._merged(by_image[id(images[i])], images[i], wanted[i], segment, metas[i])
         for i, r in enumerate(results):
             if r is None:  # no target named a class this model knows
                 results[i] = Regions.empty(images[i].size, self.name, with_masks=segment).replace(

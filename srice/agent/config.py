@@ -16,7 +16,12 @@ class AgentConfig:
     top_logprobs: int = 20  # enough alternatives to see every option letter
     region_max_tokens: int = 48
     view: str = "crop"  # "crop": zoomed union of the regions; "boxes": regions drawn on the image
-    crop_size: int = 448
+    crop_size: int = 448  # the crop's longer side, in pixels
+    # The served model's per-image pixel budget: no crop is made larger (a larger one is only shrunk
+    # again by the model's processor, after costing a resize, a PNG encoding and a transfer). None:
+    # ``build_agent`` sets the model processor's ``max_pixels`` where it has one (the toy's: 38 416,
+    # a 196 px square; ``srice.builder.agents.view_pixels``), else no cap.
+    crop_max_pixels: int | None = None
     crop_context: float = 0.25
     # Seconds a tool may take per image: a batch of n gets n times this. Measured on 2 cores, the toy
     # YOLO takes ~1.4 s per image idle and ~7 s busy; a hung tool costs its batch this long.
@@ -49,5 +54,7 @@ class AgentConfig:
             raise InputError(f"temperature must be in [0, 2], got {self.temperature}")
         if not self.tool_timeout > 0:
             raise InputError(f"tool_timeout must be > 0 seconds, got {self.tool_timeout}")
+        if self.crop_max_pixels is not None and self.crop_max_pixels < 1:
+            raise InputError(f"crop_max_pixels must be >= 1 or None, got {self.crop_max_pixels}")
         if not self.union_max_share > 0:
             raise InputError(f"union_max_share must be > 0, got {self.union_max_share}")

@@ -17,6 +17,7 @@ model there is no answer to give, and the caller decides (the evaluator records 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -103,14 +104,15 @@ class Agent:
         self.use_tools(batch)
         return self.finish(batch)
 
-    # The three steps of ``answer_batch``, public so that a caller can overlap the steps of
-    # successive batches (``srice.agent.pipeline``): ``start`` and ``finish`` use the model,
-    # ``use_tools`` only the tools.
+    # The three steps of ``answer_batch``: ``start`` and ``finish`` use the model, ``use_tools`` only
+    # the tools (a benchmark times them apart; agents overlap by running in processes of their own,
+    # ``srice.builder.workers``).
 
     def start(self, items: Sequence[Item], on_stage: Callable[[str], None] | None = None) -> Batch:
         """Read the questions and ask the model for the direct answers and region proposals."""
         stage = on_stage or (lambda text: None)
-        work = [self._prepare(item) for item in items]
+        loaded: dict = {}  # questions on one image share one loaded copy (tools and crops dedupe by it)
+        work = [self._prepare(item, loaded) for item in items]
         batch = Batch(work, [w for w in work if w.image is not None], stage)
         live = batch.live
         if not live:
@@ -178,13 +180,21 @@ class Agent:
 
     # -- stages ---------------------------------------------------------------------------------
 
-    def _prepare(self, item: Item) -> _Work:
+    def _prepare(self, item: Item, loaded: dict | None = None) -> _Work:
+        """Read one question; ``loaded`` holds the batch's images by source (path, bytes or
+        pixels), so the questions on one image get the same image object: each tool then runs once
+        per image, not once per question (``srice.tools.base``), and one window is cropped once."""
         options = tuple(item.options) if item.options else None
         w = _Work(item, Answer(question=str(item.question), options=options, item_id=item.id))
         try:
             w.answer.question = check_question(item.question)
             w.answer.options = check_options(options)
-            w.image = load_image(item.image)
+            key = _source_key(item.image)
+            if loaded is None or key is None or key not in loaded:
+                image = load_image(item.image)
+                if loaded is not None and key is not None:
+                    loaded[key] = image
+            w.image = loaded[key] if loaded is not None and key is not None else image
         except InputError as e:
             w.answer.error = str(e)
         return w
@@ -257,6 +267,7 @@ class Agent:
             else:
                 jobs[tool.name] = in_daemon_thread(_timed_segment, tool, images, source, jobs[source.name])
         deadline = time.monotonic() + limit
+        crops: dict = {}  # (image, window) -> Crop: a window shown by several pathways is cut once
         for tool in self.tools:
             try:
                 outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
@@ -264,7 +275,7 @@ class Agent:
                 per_image = f"{self.config.tool_timeout:g} s per image x {len(live)}"
                 outputs, seconds = [_Timeout(f"timed out after {limit:g} s ({per_image})")] * len(live), limit
             for w, output in zip(live, outputs):
-                for p in self._pathways(w, tool, output, seconds / len(live)):
+                for p in self._pathways(w, tool, output, seconds / len(live), crops):
                     w.pathways[p.name] = p
 
     def _source(self, tool) -> Tool | None:
@@ -274,13 +285,17 @@ class Agent:
             return None
         return next((t for t in self.tools if t is detector), None)
 
-    def _pathways(self, w: _Work, tool, output, seconds: float) -> list[PathwayTrace]:
+    def _pathways(
+        self, w: _Work, tool, output, seconds: float, crops: dict | None = None
+    ) -> list[PathwayTrace]:
         """Calibrate one tool's output and build its view(s). A tool with ``separate_views`` (the
         zoom grid) gives one pathway per region, named ``tool[i]``: the union of a grid is the whole
         image, while each cell alone is a real zoom. Others give one pathway showing their union and,
         with ``top_views`` k, one ``tool[i]`` for each of their k likeliest referents of the targets
         (i = rank; ``srice.agent.refer``: best score first, or by size where the question says "small");
         beside them the union view is dropped if it is no zoom (``union_max_share``).
+        ``crops`` caches the crops made so far by (image, window): identical windows (a detector's
+        best box and SAM's on it, questions on one image) are cut and resized once.
         """
         name = tool.name
         p = PathwayTrace(name, targets=w.answer.targets, tool_seconds=seconds)
@@ -318,15 +333,28 @@ class Agent:
                 trace.tool_text = tuple(t for t in shown.labels if t.strip())
             try:
                 if self.config.view == "crop":
-                    crop = crop_regions(
-                        w.image, shown, context=self.config.crop_context, out_size=self.config.crop_size
-                    )
+                    crop = self._crop(w.image, shown, {} if crops is None else crops)
                     w.views[trace.name], trace.view_box = crop.image, crop.box
                 else:
                     w.views[trace.name] = draw_regions(w.image, shown)
             except SriceError as e:
                 trace.error, trace.error_kind = f"{type(e).__name__}: {e}", "view"
         return [trace for trace, _ in views]
+
+    def _crop(self, image: Image.Image, regions, crops: dict):
+        """``crop_regions`` of the regions, or the crop already made of the same window."""
+        cfg = self.config
+        window, n = crop_window(image.size, regions.boxes, context=cfg.crop_context)
+        key = (id(image), window, n > 0)
+        if key not in crops:
+            crops[key] = crop_regions(
+                image,
+                regions,
+                context=cfg.crop_context,
+                out_size=cfg.crop_size,
+                max_pixels=cfg.crop_max_pixels,
+            )
+        return crops[key]
 
     def _no_zoom(self, image: Image.Image, regions) -> bool:
         if self.config.view != "crop":
@@ -346,6 +374,19 @@ class Agent:
             a.error = a.error or "no pathway produced an answer"
             return
         a.answer, a.uncertainty, a.pathway = best.answer, best.uncertainty.score, best.name
+
+
+def _source_key(source) -> tuple | None:
+    """What identifies an item's image within a batch: its path, its bytes or its pixels (the agent
+    server decodes each request's image apart: equal pictures are different objects)."""
+    if isinstance(source, Image.Image):
+        digest = hashlib.blake2b(source.tobytes(), digest_size=16).digest()
+        return ("pixels", source.mode, source.size, digest)
+    if isinstance(source, bytes | bytearray):
+        return ("bytes", bytes(source))
+    if isinstance(source, str | Path):
+        return ("path", str(source))
+    return None
 
 
 class _Timeout(str):

@@ -22,6 +22,16 @@ def add_device(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--device", default=AgentSpec.device, help=help)
 
 
+def add_workers(p: argparse.ArgumentParser) -> None:
+    """``--workers``: agents in processes of their own, the way the model and the tools overlap."""
+    p.add_argument(
+        "--workers", default="auto", metavar="N",
+        help="agent worker processes on this machine: while one waits on the model server, another runs "
+        "its tools (the records are the same). Default auto: 1, as no gain of 2 has been measured with "
+        "the tools as they are (benchmarks/bench_eval_pipeline.py); it says which it chose",
+    )  # fmt: skip
+
+
 def add_serving(p: argparse.ArgumentParser) -> None:
     """Which model, where it and the tools run, and how to reach it."""
     p.add_argument(

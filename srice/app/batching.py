@@ -2,11 +2,13 @@
 
 Why: each SRICE stage is one batched model call (and one tool pass) over its batch; the agent server
 gets questions one per HTTP request, so answering them one by one would give up the batching that
-makes ``srice eval`` fast. A single worker thread takes the first waiting question, waits up to
-``wait`` seconds for more (up to ``max_batch``), and answers them together, grouped by their
-settings (questions with other tools or options cannot share a batch). While a batch runs, the next
-one gathers. The queue is bounded: a full queue is refused at once (the server answers 429), never a
-hang. A question whose client went away before its batch started is dropped, not answered.
+makes ``srice eval`` fast. A batcher thread takes the first waiting question, waits up to ``wait``
+seconds for more (up to ``max_batch``), and answers them together, grouped by their settings
+(questions with other tools or options cannot share a batch). There is one batcher thread per batch
+answered at once (``at_once``: one per agent worker, ``srice.builder.workers``; an in-process agent
+answers one batch at a time); while they are busy, the next batch gathers. The queue is bounded: a
+full queue is refused at once (the server answers 429), never a hang. A question whose client went
+away before its batch started is dropped, not answered.
 """
 
 from __future__ import annotations
@@ -83,8 +85,12 @@ class MicroBatcher:
         self.on_batch = on_batch or (lambda size, seconds: None)
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=config.max_queue)
         self._stop = threading.Event()
-        self._busy = 0  # questions in the batch being answered
-        self._thread = threading.Thread(target=self._work, name="srice-batcher", daemon=True)
+        self._busy = 0  # questions in the batches being answered
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"srice-batcher-{i}", daemon=True)
+            for i in range(config.at_once)
+        ]
 
     @property
     def depth(self) -> int:
@@ -92,13 +98,16 @@ class MicroBatcher:
         return self._queue.qsize() + self._busy
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Answer what is queued, then stop the worker (the server calls this after its requests
         are drained)."""
         self._stop.set()
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def submit(self, job: Job) -> None:
         if self._stop.is_set():
@@ -129,7 +138,7 @@ class MicroBatcher:
             for job in jobs:
                 groups.setdefault(job.settings, []).append(job)
             for settings, group in groups.items():
-                self._busy = len(group)
+                self._count(len(group))
                 began = time.monotonic()
 
                 def stage(text: str, group=group) -> None:
@@ -145,5 +154,9 @@ class MicroBatcher:
                     for job, answer in zip(group, answers):
                         job.resolve(answer)
                 finally:
-                    self._busy = 0
+                    self._count(-len(group))
                 self.on_batch(len(group), time.monotonic() - began)
+
+    def _count(self, change: int) -> None:
+        with self._lock:
+            self._busy += change

@@ -10,7 +10,7 @@ import sys
 
 from srice import __version__
 from srice.app import artifact_commands, commands
-from srice.app.args import add_agent, add_device, add_serving, add_trust
+from srice.app.args import add_agent, add_device, add_serving, add_trust, add_workers
 from srice.app.server_config import BatchingConfig
 from srice.calibration.fit_config import METHODS as CALIBRATION_METHODS
 from srice.calibration.fit_config import TARGETS, ToolFitConfig
@@ -33,6 +33,7 @@ def _serve(sub) -> None:
         "of the model: a vllm serve started on a free port, or --server URL",
     )  # fmt: skip
     add_agent(p)
+    add_workers(p)
     p.add_argument("--served-name", help="the agent's model name (default: the variant's + '-agent')")
     p.add_argument("--api-key", help="require Authorization: Bearer KEY (default: $SRICE_API_KEY, else none)")
     p.add_argument(
@@ -108,13 +109,7 @@ def _eval(sub) -> None:
     p.add_argument("--limit", type=int, help="first N questions only")
     p.add_argument("--shard", help="i/n: this machine's share of the questions")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    p.add_argument(
-        "--pipeline", default="auto", metavar="N",
-        help="batches in flight: the model starts and finishes batches while the tools work on another "
-        "(1: one batch at a time, stage by stage; the records are the same). Default auto: 2 when the "
-        "model does not share this machine's CPU (a GPU here, or --server on another host), else 1 "
-        "(on a 2-core CPU the two stages only took cores from each other: 0.83x)",
-    )  # fmt: skip
+    add_workers(p)
     _ray_args(p)
     limits = FailureLimits()
     for name, what in (

@@ -54,10 +54,12 @@ def cmd_serve_agent(args) -> int:
     from srice.app.server_config import BatchingConfig, Limits, ServerConfig, Settings
     from srice.builder.agents import early_exit_threshold
     from srice.builder.pool import AgentPool
+    from srice.builder.workers import LocalWorkers, worker_count
 
     folder = image_folder(args)
     spec = agent_spec(args)
-    with AgentPool(spec) as pool:
+    count, why = worker_count(args.workers)
+    with AgentPool(spec) as pool, ExitStack() as stack:
         pool.agent()  # the model server up, the tools and calibrations checked, before the first request
         backend, variant = pool.backend()
         _, why_not = early_exit_threshold(variant, spec.calib)
@@ -67,22 +69,35 @@ def cmd_serve_agent(args) -> int:
             defaults=Settings(spec.tools, c.top_views, spec.early_exit, c.max_tokens, c.temperature),
             limits=Limits(image_folder=folder),
             api_key=args.api_key or os.environ.get("SRICE_API_KEY") or None,
-            batching=BatchingConfig(args.max_batch, args.batch_wait_ms / 1000, args.max_queue),
+            batching=BatchingConfig(args.max_batch, args.batch_wait_ms / 1000, args.max_queue, count),
             check_backend=getattr(backend, "check", None), early_exit_unavailable=why_not,
         )  # fmt: skip
+        if count == 1:
 
-        def agent_for(s: Settings):
-            return pool.agent(tools=s.tools, early_exit=s.early_exit, top_views=s.top_views,
-                              max_tokens=s.max_tokens, temperature=s.temperature)  # fmt: skip
+            def answer(s: Settings, items, on_stage):
+                return pool.agent(**agent_choices(s)).answer_batch(items, on_stage=on_stage)
+        else:
+            url = None if spec.serving.server else backend.urls[0]
+            workers = stack.enter_context(LocalWorkers(spec, count, url, log=say))
+            workers.start()  # every worker's agent built before the first request
+
+            def answer(s: Settings, items, on_stage):
+                return workers.answer_items(tuple(agent_choices(s).items()), items, on_stage)
 
         where = f"http://{args.host}:{args.port}/v1"
         say(f"srice agent {config.model!r} at {where} (tools: {', '.join(spec.tools) or 'none'}; model "
-            f"backend {backend.name}); Ctrl-C stops it")  # fmt: skip
+            f"backend {backend.name}; {why}); Ctrl-C stops it")  # fmt: skip
         try:
-            serve_http(create_app(agent_for, config), args.host, args.port)
+            serve_http(create_app(answer, config), args.host, args.port)
         except KeyboardInterrupt:
             return 0
     return 0
+
+
+def agent_choices(s) -> dict:
+    """``AgentPool.agent``'s arguments for a request's ``Settings``."""
+    return dict(tools=s.tools, early_exit=s.early_exit, top_views=s.top_views, max_tokens=s.max_tokens,
+                temperature=s.temperature)  # fmt: skip
 
 
 def cmd_mcp(args) -> int:
@@ -163,8 +178,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from srice.agent.pipeline import pipeline_depth
     from srice.app.progress import Progress
+    from srice.builder.workers import worker_count
     from srice.eval import report
     from srice.eval.data import load_items, shard
     from srice.eval.policy import EXIT_OVER_FAILURE_LIMITS, FailureLimits, batch_warnings, parse_shard
@@ -173,7 +188,7 @@ def cmd_eval(args) -> int:
     check_inputs(args)
     limits = FailureLimits(args.max_tool_failures, args.max_failed_items)
     spec = agent_spec(args)
-    depth = pipeline_depth(args.pipeline, spec.serving)
+    workers = worker_count(args.workers)
     index, count = parse_shard(args.shard)
     ray = None
     if args.ray is not None:
@@ -199,7 +214,7 @@ def cmd_eval(args) -> int:
             shard=(index, count), batch_size=args.batch_size, progress=lambda k: bars[0].update(k),
             on_resume=resumed, on_batch=warn, on_damage=_say_damage, on_redo=_say_redo, force=args.force,
         )  # fmt: skip
-        result = _evaluate(spec, items, args.out, ray, depth, options)
+        result = _evaluate(spec, items, args.out, ray, workers, options)
     summary = report.write_reports(args.out)
     print(report.markdown(summary), end="")
     print(f"{result.written} questions in {result.seconds:.1f} s; records: {result.records_path}")
@@ -209,8 +224,8 @@ def cmd_eval(args) -> int:
     return EXIT_OVER_FAILURE_LIMITS if over else 0
 
 
-def _evaluate(spec, items, out, ray, depth: int, options: dict):
-    """The records, answered here (the pool's agent, ``depth`` batches in flight) or on Ray."""
+def _evaluate(spec, items, out, ray, workers: tuple[int, str], options: dict):
+    """The records, answered here (one agent, or ``workers``: agent workers and why) or on Ray."""
     if ray is not None:
         from srice.eval.ray_eval import run_on_ray
 
@@ -218,9 +233,14 @@ def _evaluate(spec, items, out, ray, depth: int, options: dict):
     from srice.builder.pool import AgentPool
     from srice.eval import run as evaluate
 
+    count, why = workers
+    say(why)
     with AgentPool(spec) as pool:
-        agent = pool.agent()
-        return evaluate.run(agent, items, out, variant=pool.backend()[1], pipeline=depth, **options)
+        if count == 1:
+            return evaluate.run(pool.agent(), items, out, variant=pool.backend()[1], **options)
+        backend, variant = pool.backend()  # a vllm serve started once, for every worker
+        url = None if spec.serving.server else backend.urls[0]
+        return evaluate.run_on_workers(spec, count, items, out, url=url, variant=variant, log=say, **options)
 
 
 def _say_redo(redone: list[dict]) -> None:

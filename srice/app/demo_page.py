@@ -46,7 +46,14 @@ def model_view(image: Image.Image, trace: PathwayTrace, config: AgentConfig) -> 
         if trace.view_box is None:
             raise InputError(f"pathway {trace.name} has no view box")
         window = Regions(np.asarray([trace.view_box], dtype=np.float64), [1.0], ("view",), image.size)
-        crop = crop_regions(image, window, context=0.0, min_side=1, out_size=config.crop_size)
+        crop = crop_regions(
+            image,
+            window,
+            context=0.0,
+            min_side=1,
+            out_size=config.crop_size,
+            max_pixels=config.crop_max_pixels,
+        )
         assert crop.box == tuple(trace.view_box), (crop.box, trace.view_box)
         return crop.image
     return draw_regions(image, regions_from_json(trace.calibrated))

@@ -25,33 +25,32 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from srice.agent import Agent, Answer, Item
+from srice.agent import Answer, Item
 from srice.app import chat
-from srice.app.batching import Job, MicroBatcher, QueueFull
-from srice.app.server_config import ServerConfig, Settings
+from srice.app.batching import Job, MicroBatcher, QueueFull, Runner
+from srice.app.server_config import ServerConfig
 from srice.app.server_metrics import Metrics
 from srice.errors import InputError, ServingError, SriceError
 from srice.images import load_image
 
-AgentFor = Callable[[Settings], Agent]
-
 
 class AgentService:
-    """What the handlers share: the config, the agents (``agent_for(settings)``, cached by the
-    caller: building one must not reload tools), the micro-batcher and the metrics."""
+    """What the handlers share: the config, ``answer(settings, items, on_stage)`` (an agent for the
+    settings answering the batch: in this process, or by an agent worker), the micro-batcher and the
+    metrics."""
 
-    def __init__(self, agent_for: AgentFor, config: ServerConfig):
+    def __init__(self, answer: Runner, config: ServerConfig):
         self.config = config
         self.metrics = Metrics(lambda: self.batcher.depth)
         self.batcher = MicroBatcher(
-            lambda settings, items, on_stage: agent_for(settings).answer_batch(items, on_stage=on_stage),
+            answer,
             config.batching,
             on_batch=lambda size, seconds: self.metrics.batch_size.observe(size),
         )
@@ -90,10 +89,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter()
 
 
-def create_app(agent_for: AgentFor, config: ServerConfig) -> FastAPI:
-    """The ASGI app; ``agent_for(settings)`` gives the agent for a request's settings."""
+def create_app(answer: Runner, config: ServerConfig) -> FastAPI:
+    """The ASGI app; ``answer(settings, items, on_stage)`` answers a batch of questions that share
+    their settings (``srice.app.batching.Runner``)."""
     app = FastAPI(title="srice agent", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.service = AgentService(agent_for, config)
+    app.state.service = AgentService(answer, config)
     app.include_router(router)
     return app
 

@@ -43,13 +43,17 @@ class Settings:
 @dataclass(frozen=True)
 class BatchingConfig:
     """Micro-batching across clients: at most ``max_batch`` questions answered together, the first
-    waiting ``wait`` seconds for others to join, at most ``max_queue`` waiting (more get 429)."""
+    waiting ``wait`` seconds for others to join, at most ``max_queue`` waiting (more get 429), and
+    ``at_once`` batches answered at the same time (one per agent worker)."""
 
     max_batch: int = 16
     wait: float = 0.01
     max_queue: int = 64
+    at_once: int = 1
 
     def __post_init__(self) -> None:
+        if self.at_once < 1:
+            raise InputError(f"batches answered at once must be >= 1, got {self.at_once}")
         if self.max_batch < 1 or self.max_queue < 1:
             raise InputError(f"max_batch and max_queue must be >= 1, got {self.max_batch}, {self.max_queue}")
         if not 0 <= self.wait <= 5:

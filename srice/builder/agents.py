@@ -84,7 +84,27 @@ def build_agent(
         if name in CALIBRATED_TOOLS and name not in calibrators:
             say(f"warning: no calibrator for tool {name} {where}: its regions are shown uncalibrated "
                 f"(srice calibrate --tool {name})")  # fmt: skip
+    if config.crop_max_pixels is None and not variant.is_hub:
+        config = replace(config, crop_max_pixels=view_pixels(variant.model_path()))
     return Agent(backend, chosen, calibrators, config, uncertainty=score)
+
+
+def view_pixels(model_folder: str | Path) -> int | None:
+    """The most pixels of one image the model in ``model_folder`` sees, where its processor says:
+    a Qwen2-VL image processor's ``max_pixels`` (saved as ``size.longest_edge`` by recent
+    transformers, a pixel count there, not a side; a larger picture is shrunk to it), else None."""
+    import json
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        path = Path(model_folder) / name
+        if path.is_file():
+            config = json.loads(path.read_text())
+            config = config.get("image_processor", config)
+            if "Qwen2VL" not in str(config.get("image_processor_type", "")):
+                return None
+            budget = config.get("max_pixels") or (config.get("size") or {}).get("longest_edge")
+            return int(budget) if budget else None
+    return None
 
 
 def calibration_folder(variant: str | Variant, calib: str | Path | None = None) -> str | Path | None:

@@ -28,9 +28,10 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from srice.builder.workers import AgentWorker as LocalAgentWorker
 from srice.errors import InputError, SriceError
 
 if TYPE_CHECKING:  # kept out of the import: RayConfig is read by --help, which loads nothing heavy
@@ -61,30 +62,19 @@ class RayConfig:
             raise InputError(f"--ray-retries must be >= 0, got {self.retries}")
 
 
-class AgentWorker:
-    """One worker: the agent ``spec`` describes, on its node's model server ``url`` (None: the
-    spec's own server, or the transformers backend in this worker)."""
-
-    def __init__(self, spec: AgentSpec, url: str | None):
-        from srice.builder.pool import AgentPool
-
-        if url is not None:
-            spec = replace(spec, serving=replace(spec.serving, server=url))
-        self.pool = AgentPool(spec, log=lambda text: None)
-        self.agent = self.pool.agent()
+class AgentWorker(LocalAgentWorker):
+    """One Ray worker: the agent worker of a local run (``srice.builder.workers``), answering
+    evaluation batches."""
 
     def settings(self) -> dict:
-        from srice.eval.run import agent_settings
+        from srice.eval.run import worker_settings
 
-        return agent_settings(self.agent)
+        return worker_settings(self)
 
     def answer(self, batch: list[EvalItem]) -> list[Answer]:
-        from srice.eval.run import answers
+        from srice.eval.run import worker_answers
 
-        return next(answers(self.agent, [batch]))
-
-    def pid(self) -> int:
-        return os.getpid()
+        return worker_answers(self, batch)
 
 
 class ModelServer:

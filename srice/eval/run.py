@@ -1,18 +1,18 @@
 """Batch evaluation: run the agent over a benchmark, one JSONL record per question, resumable.
 
 Records are appended (and fsynced) as each batch finishes, in order, so an interrupted run loses at
-most the batches in flight (``pipeline`` of them: the model and the tools work on successive batches
-at once, ``srice.agent.pipeline``). On restart the records are checked line by line
-(``srice.eval.records``: a damaged line is moved aside and its question redone), the run's settings
-are compared with those the records were made with, and only questions without a record are run:
-none is written twice. One eval writes to a folder at a time. A question the agent cannot answer
-(unreadable image, bad question, a row that is no question, a request the model rejects) gets a
-record with its error and score 0; so does one whose model call failed for a reason that may pass (a
-rate limit or a 5xx that outlasted the backend's retries), and a resume redoes those by default
-(``redo_transient``; ``srice.eval.records``). A serving failure (the server down) stops the run
-instead, since every later question would fail the same way, and the next run resumes where it
-stopped. The backend's retries, by cause, are kept beside the records for the summary. A failed
-write (a full disk) leaves the file whole, up to the last batch, and stops with one line.
+most the batches in flight (one, or two per agent worker: ``srice.builder.workers``). On restart the
+records are checked line by line (``srice.eval.records``: a damaged line is moved aside and its
+question redone), the run's settings are compared with those the records were made with, and only
+questions without a record are run: none is written twice. One eval writes to a folder at a time. A
+question the agent cannot answer (unreadable image, bad question, a row that is no question, a
+request the model rejects) gets a record with its error and score 0; so does one whose model call
+failed for a reason that may pass (a rate limit or a 5xx that outlasted the backend's retries), and
+a resume redoes those by default (``redo_transient``; ``srice.eval.records``). A serving failure
+(the server down) stops the run instead, since every later question would fail the same way, and the
+next run resumes where it stopped. The backend's retries, by cause, are kept beside the records for
+the summary. A failed write (a full disk) leaves the file whole, up to the last batch, and stops
+with one line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 
 from srice.agent import Agent, Item
 from srice.agent.answers import begins_answer
-from srice.agent.pipeline import pipelined
 from srice.agent.trace import Answer
 from srice.errors import SriceError
 from srice.eval.items import EvalItem, item_key
@@ -49,7 +48,8 @@ from srice.eval.records import (
 from srice.serving.variants import Variant
 
 __all__ = [
-    "EvalRun", "answers", "make_record", "read_records", "records_name", "run", "run_settings", "write",
+    "EvalRun", "answers", "make_record", "read_records", "records_name", "run", "run_on_workers",
+    "run_settings", "write",
 ]  # fmt: skip
 
 
@@ -73,16 +73,15 @@ def run(
     *,
     shard: tuple[int, int] = (0, 1),
     variant: Variant | None = None,
-    pipeline: int = 2,
     **options,
 ) -> EvalRun:
     """Answer every item that has no record yet with ``agent`` in this process (see ``write``).
     ``variant``: the model's registry entry, whose name and files the run's settings then hold (the
-    CLI names it). ``pipeline``: batches in flight (``srice.agent.pipeline``; 1 runs one batch at a
-    time, stage by stage); the records are the same either way. The backend's ``retry_stats`` (the
+    CLI names it). One batch at a time, stage by stage (several agents at once:
+    ``srice.builder.workers``, whose records are the same). The backend's ``retry_stats`` (the
     HTTP backend's) are kept beside the records."""
     return write(
-        items, out_dir, lambda batches: answers(agent, batches, pipeline),
+        items, out_dir, lambda batches: answers(agent, batches),
         settings=run_settings(items, shard, agent_settings(agent), variant), shard=shard,
         retries=getattr(agent.backend, "retry_stats", None), **options,
     )  # fmt: skip
@@ -214,18 +213,59 @@ def agent_settings(agent: Agent) -> dict:
     }
 
 
-def answers(agent: Agent, batches: Iterable[list[EvalItem]], pipeline: int = 1) -> Iterator[list[Answer]]:
-    """Each batch's answers, in order; a row the loader could not read is answered by its error."""
-    batches = list(batches)  # read twice: once for the agent, once to put the answers back in place
-    readable = ([Item(i.image, i.question, i.options, i.id) for i in b if i.error is None] for b in batches)
-    for batch, replies in zip(batches, pipelined(agent, readable, pipeline)):
-        given = iter(replies)
-        yield [
-            next(given)
-            if i.error is None
-            else Answer(question=i.question, options=None, error=i.error, item_id=i.id)
-            for i in batch
-        ]
+def answers(agent: Agent, batches: Iterable[list[EvalItem]]) -> Iterator[list[Answer]]:
+    """Each batch's answers, in order, one batch at a time."""
+    for batch in batches:
+        yield with_row_errors(batch, agent.answer_batch(readable(batch)))
+
+
+def readable(batch: Sequence[EvalItem]) -> list[Item]:
+    """The agent's items for the rows the loader could read."""
+    return [Item(i.image, i.question, i.options, i.id) for i in batch if i.error is None]
+
+
+def with_row_errors(batch: Sequence[EvalItem], replies: Sequence[Answer]) -> list[Answer]:
+    """``replies`` (to ``readable(batch)``) in the batch's places; a row the loader could not read is
+    answered by its error."""
+    given = iter(replies)
+    return [
+        next(given) if i.error is None else Answer(i.question, None, error=i.error, item_id=i.id)
+        for i in batch
+    ]
+
+
+def worker_settings(worker) -> dict:
+    """``agent_settings`` of an agent worker's agent (``srice.builder.workers``)."""
+    return agent_settings(worker.agent)
+
+
+def worker_answers(worker, batch: list[EvalItem]) -> list[Answer]:
+    """One batch answered by an agent worker, as ``answers`` answers it."""
+    return with_row_errors(batch, worker.agent.answer_batch(readable(batch)))
+
+
+def run_on_workers(
+    spec,
+    workers: int,
+    items: Sequence[EvalItem],
+    out_dir: str | Path,
+    *,
+    url: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    variant: Variant | None = None,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> EvalRun:
+    """``run`` with ``workers`` agent workers (``srice.builder.workers.LocalWorkers``: an ``AgentSpec``
+    built in each, on the model server ``url``): the same records and settings, so either resumes
+    the other. ``log`` hears what the workers had to say when building their agent."""
+    from srice.builder.workers import LocalWorkers
+
+    with LocalWorkers(spec, workers, url, log=log) as pool:
+        pool.start()
+        settings = run_settings(items, shard, pool.call(worker_settings), variant)
+        answer = lambda batches: pool.map(worker_answers, batches)  # noqa: E731
+        return write(items, out_dir, answer, settings=settings, shard=shard, **options)
 
 
 def set_covers(prediction_set: Sequence[str], item: EvalItem) -> bool:

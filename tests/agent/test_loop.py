@@ -287,3 +287,41 @@ def test_a_size_word_in_the_question_picks_which_box_is_the_first_view():
     assert small.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[2]]
     plain = agent.answer(scene(), "What colour is the circle?", ["x", "y"])
     assert plain.pathway_trace("three[0]").calibrated["boxes"] == [Three.boxes[1]]
+
+
+def test_questions_on_one_image_share_it_and_each_window_is_cut_once(tmp_path, monkeypatch):
+    """Items naming one image file load it once; each tool runs once on it; a window that several
+    pathways show (here the same corner from two tools, for three questions) is cropped once and
+    the same picture is sent for each; ``crop_max_pixels`` caps the crop's size."""
+    import srice.agent.loop as loop
+    from srice.agent.visual import crop_regions
+
+    path = tmp_path / "scene.png"
+    scene(seed=4).save(path)
+    calls = []
+
+    class Twin(Corner):
+        name = "twin"
+
+    class Recording(Scripted):
+        def generate(self, requests):
+            self.requests = getattr(self, "requests", []) + list(requests)
+            return super().generate(requests)
+
+    class CountedCorner(Corner):
+        def batch(self, images, targets):
+            calls.append(len({id(i) for i in images}))
+            return super().batch(images, targets)
+
+    cropped = []
+    monkeypatch.setattr(loop, "crop_regions", lambda *a, **k: cropped.append(1) or crop_regions(*a, **k))
+
+    backend = Recording({"direct": {"A": 0.6, "B": 0.4}, "view": {"A": 0.9, "B": 0.1}})
+    agent = Agent(backend, [CountedCorner(), Twin()], config=AgentConfig(crop_max_pixels=100 * 100))
+    items = [Item(str(path), f"Which {i}?", ("x", "y")) for i in range(3)]
+    answers = agent.answer_batch(items)
+    assert all(a.error is None for a in answers)
+    assert calls == [1] and len(cropped) == 1
+    views = [r.images[1] for r in backend.requests if len(r.images) == 2]
+    assert len(views) == 6 and all(v is views[0] for v in views)
+    assert views[0].width * views[0].height <= 100 * 100 and views[0].size == (115, 86)  # 100 x 75 window

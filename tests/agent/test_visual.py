@@ -110,6 +110,33 @@ def test_upscale_keeps_aspect_and_pixels():
     assert exact.to_crop(102, 102) == (32.0, 32.0)
 
 
+def test_one_resize_from_the_source_with_reduction_for_large_shrinks():
+    """Cut and resized in one step (``Image.resize`` with ``box``): the same pixels as cropping then
+    resizing where the shrink is under ``REDUCING_GAP``; larger shrinks reduce first (fast, close)."""
+    image = gradient(1600, 1200)
+    crop = crop_regions(image, Regions.empty((1600, 1200)), out_size=800)  # a 2x shrink: exact
+    two_steps = image.resize((800, 600), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(np.asarray(crop.image), np.asarray(two_steps))
+    small = crop_regions(image, Regions.empty((1600, 1200)), out_size=160)  # 10x: reduced first
+    exact = np.asarray(image.resize((160, 120), Image.Resampling.BICUBIC), dtype=float)
+    assert small.image.size == (160, 120)
+    assert np.abs(np.asarray(small.image, dtype=float) - exact).mean() < 8
+
+
+def test_max_pixels_caps_the_crop_area_aspect_kept():
+    """``max_pixels``: the model's per-image pixel budget; a crop is never made larger than that."""
+    image = gradient()
+    capped = crop_regions(image, regions((100, 100, 104, 104)), max_pixels=196 * 196)
+    assert capped.box == (70, 70, 134, 134) and capped.image.size == (196, 196)
+    wide = crop_regions(image, Regions.empty((W, H)), max_pixels=196 * 196)  # 448 x 336 is over it
+    assert wide.image.width * wide.image.height <= 196 * 196 and wide.box == (0, 0, W, H)
+    assert wide.image.size == (226, 169) and abs(wide.image.width / wide.image.height - W / H) < 0.01
+    roomy = crop_regions(image, regions((100, 100, 104, 104)), max_pixels=1000 * 1000)  # no effect
+    assert roomy.image.size == (448, 448)
+    with pytest.raises(ValueError):
+        crop_regions(image, regions((1, 1, 2, 2)), max_pixels=0)
+
+
 def test_bad_inputs():
     with pytest.raises(InputError, match="320x240"):
         crop_regions(gradient(), regions((1, 1, 2, 2), size=(320, 240)))

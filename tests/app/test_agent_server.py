@@ -84,7 +84,7 @@ def toy_vllm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def agent_server(toy_vllm):
     server = AgentServer("--variant", "toy", "--server", toy_vllm.url, "--tools", "yolo,zoom",
-                         "--batch-wait-ms", "300")  # fmt: skip
+                         "--batch-wait-ms", "300", "--workers", "2")  # fmt: skip
     yield server
     server.stop()
 
@@ -268,17 +268,26 @@ def test_an_api_key_is_required_when_set_and_a_full_queue_answers_429(toy_vllm):
 
 
 def test_a_client_that_disconnects_gives_up_its_question(agent_server):
+    """Both agent workers busy with a question each; a third question's client leaves while it waits."""
     before = _metric(agent_server, "srice_batch_size_sum")
-    slow = threading.Thread(target=lambda: agent_server.client().chat.completions.create(
-        model="srice-toy-agent", messages=message()))  # fmt: skip
-    slow.start()
-    time.sleep(0.8)  # past the batching window: the first question's batch is running
+    slow = [
+        threading.Thread(
+            target=lambda: agent_server.client().chat.completions.create(
+                model="srice-toy-agent", messages=message()
+            )
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for thread in slow:
+        thread.start()
+        time.sleep(0.8)  # past the batching window: this question's batch is running
     leaving = {"model": "srice-toy-agent", "messages": message("Is there a red star?")}
-    with pytest.raises(httpx.TimeoutException):  # leaves while its question waits behind the first
+    with pytest.raises(httpx.TimeoutException):  # leaves while its question waits behind the others
         httpx.post(f"{agent_server.url}/v1/chat/completions", timeout=0.5, json=leaving)
-    slow.join(120)
+    for thread in slow:
+        thread.join(120)
     time.sleep(1.5)
-    assert _metric(agent_server, "srice_batch_size_sum") - before == 1
+    assert _metric(agent_server, "srice_batch_size_sum") - before == 2
 
 
 def test_sigterm_drains_the_request_in_flight_and_stops_its_own_vllm():

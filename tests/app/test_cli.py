@@ -259,20 +259,15 @@ def test_demo_script_answers():
     assert answer in PALETTE and "logprobs: " in r.stdout, r.stdout
 
 
-def test_pipeline_depth_auto_overlaps_only_a_model_that_does_not_share_this_cpu():
-    from srice.agent.pipeline import pipeline_depth as _pipeline_depth
-    from srice.serving.config import ServingConfig
-    from srice.serving.launcher import has_gpu
+def test_workers_auto_is_one_agent_until_two_measure_a_gain():
+    from srice.builder.workers import worker_count
 
-    here = 2 if has_gpu() else 1
-    assert _pipeline_depth("auto", ServingConfig()) == here  # vllm serve started on this machine
-    assert _pipeline_depth("auto", ServingConfig(server="http://127.0.0.1:8000")) == here
-    assert _pipeline_depth("auto", ServingConfig(server="http://10.1.2.3:8000")) == 2
-    assert _pipeline_depth("auto", ServingConfig(backend="transformers")) == 1  # the model in this process
-    assert _pipeline_depth("3", ServingConfig()) == 3
+    count, why = worker_count("auto")
+    assert count == 1 and "auto" in why and "--workers 2" in why
+    assert worker_count("3") == (3, "3 agent worker(s), as asked")
     for bad in ("0", "two"):
-        with pytest.raises(SriceError, match="--pipeline"):
-            _pipeline_depth(bad, ServingConfig())
+        with pytest.raises(SriceError, match="--workers"):
+            worker_count(bad)
 
 
 @pytest.mark.parametrize(
@@ -281,7 +276,7 @@ def test_pipeline_depth_auto_overlaps_only_a_model_that_does_not_share_this_cpu(
         (["--ray", "--ray-workers", "0"], "--ray-workers must be >= 1"),
         (["--ray", "--ray-retries", "-1"], "--ray-retries must be >= 0"),
         (["--ray", "--shard", "0/2"], "--shard and --ray do not mix"),
-        (["--pipeline", "none"], "--pipeline is auto or"),
+        (["--workers", "none"], "--workers is auto or"),
     ],
 )
 def test_bad_scale_out_options_are_refused_before_any_work(tmp_path, extra, message):

@@ -6,10 +6,12 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from conftest import run_srice as srice
 from conftest import scene
+from srice.eval.records import comparable
 from srice.eval.report import markdown, summarize
 from srice.eval.run import read_records
 
@@ -94,7 +96,7 @@ def test_eval_end_to_end(questions, vllm_server, tmp_path):
 
 def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp_path):
     args = ["--data", str(questions), "--pathways", "", "--variant", "tiny", "--server", vllm_server.url]
-    args += ["--batch-size", "2"]
+    args += ["--batch-size", "2", "--workers", "2"]
     clean = tmp_path / "clean"
     assert srice("eval", *args, "--out", str(clean)).returncode == 0
     out = tmp_path / "killed"
@@ -106,8 +108,10 @@ def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(read_records(out / "records.jsonl")) < 6:
         time.sleep(0.05)
+    workers = _workers(proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert len(workers) == 2 and _gone(workers), "the agent workers outlived their killed parent"
     partial = read_records(out / "records.jsonl")
     assert 6 <= len(partial) < 24, "the run was not interrupted mid-way"
     with open(out / "records.jsonl", "a") as f:
@@ -126,9 +130,9 @@ def test_resume_after_sigkill_gives_the_same_records(questions, vllm_server, tmp
 def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(questions, vllm_server, tmp_path):
     """SIGINT while the detector works on a batch: the command ends in seconds (it used to wait for
     the detector's thread), with whole records only, and a rerun finishes the rest once each; all
-    with two batches in flight (the model works on one while the detector works on the other)."""
+    with two agent workers (up to four batches in flight), which end with the command."""
     args = ["--data", str(questions), "--pathways", "yolo", "--variant", "tiny", "--server", vllm_server.url,
-            "--batch-size", "4", "--max-failed-items", "0.2", "--pipeline", "2"]  # fmt: skip
+            "--batch-size", "4", "--max-failed-items", "0.2", "--workers", "2"]  # fmt: skip
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "srice", "eval", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -136,6 +140,8 @@ def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(question
     while time.monotonic() < deadline and len(read_records(out / "records.jsonl")) < 4:
         time.sleep(0.05)
     time.sleep(1.0)  # into the next batch's work
+    workers = _workers(proc)
+    assert len(workers) >= 2, workers
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     code = proc.wait(timeout=60)
@@ -143,6 +149,8 @@ def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(question
     stderr = proc.stderr.read()
     assert code == 130 and "srice: interrupted" in stderr, stderr[-2000:]
     assert took < 15, f"{took:.1f} s from Ctrl-C to exit"
+    assert "2 agent worker(s), as asked" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert _gone(workers), "an agent worker outlived the command"
     assert "eval: 4/24 q (17%)" in stderr  # progress lines although stderr is no terminal
     kept = read_records(out / "records.jsonl")
     assert 4 <= len(kept) < 24 and len(kept) % 4 == 0  # whole batches only
@@ -151,6 +159,28 @@ def test_ctrl_c_stops_eval_within_seconds_keeping_every_finished_record(question
     assert r.returncode == 0, r.stderr
     ids = [rec["id"] for rec in read_records(out / "records.jsonl")]
     assert len(ids) == len(set(ids)) == 24
+
+
+def _workers(proc) -> list[psutil.Process]:
+    """The agent worker processes of ``proc`` (multiprocessing's resource tracker left out)."""
+    return [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+def _gone(processes, within: float = 15.0) -> bool:
+    _, alive = psutil.wait_procs(processes, timeout=within)
+    return not alive
+
+
+def test_agent_workers_write_the_records_one_agent_writes(questions, vllm_server, tmp_path):
+    """Two agent workers, four batches in flight, answer as one agent stage by stage does."""
+    args = ["--data", str(questions), "--pathways", "yolo,zoom", "--variant", "tiny", "--server",
+            vllm_server.url, "--batch-size", "4", "--max-failed-items", "0.2"]  # fmt: skip
+    for count in ("1", "2"):
+        r = srice("eval", *args, "--workers", count, "--out", str(tmp_path / count))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert f"{count} agent worker(s), as asked" in r.stderr
+    one, two = (read_records(tmp_path / c / "records.jsonl") for c in ("1", "2"))
+    assert len(one) == 24 and [comparable(r) for r in one] == [comparable(r) for r in two]
 
 
 def test_sharded_runs_cover_everything_once(questions, vllm_server, tmp_path):

@@ -126,3 +126,24 @@ def test_zoom_batch_equals_single_calls():
         one = tool(image, [])
         np.testing.assert_array_equal(got.boxes, one.boxes)
         assert got.labels == one.labels and got.image_size == image.size
+
+
+def test_an_image_given_twice_with_the_same_targets_runs_once():
+    """Several questions on one image (the same object) cost the tool one run, not one per question."""
+    from srice.tools.base import BaseTool
+
+    class Counted(BaseTool):
+        name = "counted"
+
+        def __init__(self):
+            self.seen = []
+
+        def _run(self, images, targets):
+            self.seen.append(list(zip(images, targets)))
+            return [Regions.empty(i.size, self.name) for i in images]
+
+    one, other = scene(seed=1), scene(seed=2)
+    tool = Counted()
+    out = tool.batch([one, one, other, one], [["circle"], ["circle"], ["circle"], ["square"]])
+    assert tool.seen == [[(one, ("circle",)), (other, ("circle",)), (one, ("square",))]]
+    assert out[0] is out[1] and out[2] is not out[0] and out[3] is not out[0] and len(out) == 4
