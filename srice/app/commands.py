@@ -202,6 +202,8 @@ def cmd_eval(args) -> int:
         bars = []
 
         def resumed(done: int) -> None:
+            if ray is None:  # said once the folder is this run's (a refused second run says only why)
+                say(workers[1])
             if done:
                 say(f"resuming: {done} of {len(items)} questions already have records")
             bars.append(stack.enter_context(Progress(len(items), done=done)))
@@ -233,8 +235,7 @@ def _evaluate(spec, items, out, ray, workers: tuple[int, str], options: dict):
     from srice.builder.pool import AgentPool
     from srice.eval import run as evaluate
 
-    count, why = workers
-    say(why)
+    count, _ = workers
     with AgentPool(spec) as pool:
         if count == 1:
             return evaluate.run(pool.agent(), items, out, variant=pool.backend()[1], **options)

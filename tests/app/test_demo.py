@@ -105,6 +105,14 @@ def _ask(demo: Demo, image, question: str, options: str = "", tools=TOOLS):
     return job.result(timeout=300), job.outputs()
 
 
+def _config(demo) -> AgentConfig:
+    """The demo agent's settings: the defaults, crops capped at the model's view (``build_agent``)."""
+    from srice.builder.agents import view_pixels
+    from srice.serving.variants import get_variant
+
+    return AgentConfig(crop_max_pixels=view_pixels(get_variant(demo.variant).model_path()))
+
+
 def test_gradio_client_end_to_end(demo):
     """One question through the running app: streamed stages, then answer, US, pathway, table,
     and for every tool pathway its calibrated regions and exactly the view the model saw."""
@@ -150,7 +158,7 @@ def test_gradio_client_end_to_end(demo):
         drawn = Image.open(regions["image"])
         assert max(drawn.size) == 768 and abs(drawn.width / drawn.height - image.width / image.height) < 0.01
         # the page shows exactly the picture the agent sent (test below: model_view is that picture)
-        expected = model_view(image, PathwayTrace(p["name"], view_box=tuple(p["view_box"])), AgentConfig())
+        expected = model_view(image, PathwayTrace(p["name"], view_box=tuple(p["view_box"])), _config(demo))
         assert np.array_equal(np.asarray(Image.open(view["image"]).convert("RGB")), np.asarray(expected))
 
 
@@ -343,7 +351,9 @@ def test_real_browser_uploads_asks_and_sees_every_pathway(demo):
     assert len(images) == 10 and all(i["width"] > 0 and i["height"] > 0 for i in images)
     assert [i["alt"] for i in images][0].startswith("yolo[0]")
     views = [i for i in images if "what the model saw" in i["alt"]]
-    assert len(views) == 5 and all(max(i["width"], i["height"]) == 448 for i in views)
+    cap = _config(demo).crop_max_pixels or 448 * 448  # no crop larger than the model's view
+    assert len(views) == 5 and all(max(i["width"], i["height"]) <= 448 for i in views)
+    assert all(i["width"] * i["height"] <= cap for i in views)
     assert "Chosen pathway" in seen["summary"] and "★" in seen["table"] and seen["answer"] in seen["table"]
     assert seen["external_requests"] == [], seen["external_requests"]
     with Image.open(ARTIFACT) as shot:
