@@ -186,7 +186,7 @@ def test_bench_eval_pipeline(server):
     one = rf"stage by stage \(--workers 1\): {NUM} s \({NUM} q/s\): model {NUM} s, tools {NUM} s"
     wall, rate, model, tools = figures(one, out)
     timing(wall, rate, model, tools)
-    workers = rf"agent workers \(--workers 2\): {NUM} s \({NUM} q/s\), after {NUM} s to start them"
+    workers = rf"agent workers \(--workers 2\): {NUM} s \({NUM} q/s\), after {NUM} s to start them \(.*\)"
     timing(*figures(workers, out))
     ratio(*figures(rf"throughput ratio, workers / stage by stage: {NUM}", out))
     [limit] = figures(rf"limit, \(model \+ tools\) / max\(model, tools\): {NUM}", out)
