@@ -194,7 +194,12 @@ def stage_split(work: Path, rows: list[dict]) -> None:
     finally:
         yolo._predict_at, sam.segment, loop.crop_regions = predict_at, segment, crop
 
-    print(f"\n# tool stage (yolo, sam on yolo's boxes, zoom) over {len(rows)} questions on {len(images)} "
+    _print_split(len(rows), len(images), runs)
+
+
+def _print_split(questions: int, images: int, runs: dict) -> None:
+    """The before -> after lines of ``stage_split``'s two runs."""
+    print(f"\n# tool stage (yolo, sam on yolo's boxes, zoom) over {questions} questions on {images} "
           "images, seconds: before -> after")  # fmt: skip
     (b_total, b, b_crops, b_views, b_big), (a_total, a, a_crops, a_views, a_big) = (
         runs["before"],
