@@ -194,6 +194,40 @@ def test_bench_eval_pipeline(server):
     assert figures(rf"records identical \(timings left out, floats to 6 digits\): {NUM}/{NUM}", out) == [4, 4]
 
 
+def test_bench_eval_ray(server):
+    out = bench("bench_eval_ray", "--n", "4", "--batch-size", "2", "--tools", "zoom", server=server)
+    assert "(2 workers, local cluster), 4 questions in batches of 2, tools zoom" in out
+    for run in ("plain", "ray"):
+        wall, own, rate = figures(rf"{run}: {NUM} s from start to exit, eval {NUM} s \({NUM} q/s\)", out)
+        timing(wall, own, rate)
+        assert own <= wall
+    ratio(*figures(rf"overhead ratio ray / plain, start to exit: {NUM} \(target <= 1.15\)", out))
+    ratio(*figures(rf"overhead ratio ray / plain, eval only: {NUM}", out))
+    assert figures(rf"records identical \(timings left out, floats to 6 digits\): {NUM}/{NUM}", out) == [4, 4]
+    [one] = figures(rf"  1 node\(s\): {NUM} q/s", out)
+    timing(one)
+    for nodes in (2, 4, 8):  # on paper: linear in the nodes
+        [rate] = figures(rf"  {nodes} node\(s\): {NUM} q/s", out)
+        assert rate == pytest.approx(nodes * one, abs=0.005 * (nodes + 1))  # both printed to 2 digits
+
+
+def test_bench_faults(server):
+    # direct answers only (no tool pathway): the bench is about bad items and a dead server
+    out = bench("bench_faults", "--n", "12", "--pathways", "", server=server)
+    assert "# toy, pathways : 22 questions, 10 bad, server killed at 40%" in out
+    code, at_kill = figures(
+        rf"first run: exit {NUM} after {NUM} records; its last line: srice: error: .+", out
+    )
+    assert code != 0 and 0 < at_kill < 22
+    assert "resumed run: exit 0; 1 resume" in out
+    assert figures(rf"records written: {NUM} of {NUM}", out) == [22, 22]
+    [failed] = figures(rf"failed \(no answer\), by reason: {NUM}", out)
+    by_reason = [int(k) for k in re.findall(r"^  (\d+) x .+$", out, re.M)]
+    assert failed == 10 == sum(by_reason)  # the ten bad items, and nothing else
+    assert figures(rf"lost: {NUM}; duplicated: {NUM}; quarantined lines: {NUM}", out) == [0, 0, 0]
+    assert "good records equal to the clean run's: True (12 compared)" in out
+
+
 def test_bench_tools_cost():
     from srice.builder.toolbox import embedded_options
 

@@ -109,8 +109,14 @@ def worker_pid(worker: AgentWorker) -> int:
 
 
 def _answer_items(settings, items, token: int | None) -> list[Answer]:
-    on_stage = None if token is None else (lambda text: _stages.put((token, text)))
-    return _worker.answer_items(settings, items, on_stage)
+    """The answers; a job with a token ends its stages with ``(token, None)``: the answers come back
+    through another pipe, so the parent waits for that marker to hear the last stage before them."""
+    if token is None:
+        return _worker.answer_items(settings, items, None)
+    try:
+        return _worker.answer_items(settings, items, lambda text: _stages.put((token, text)))
+    finally:
+        _stages.put((token, None))
 
 
 class LocalWorkers:
@@ -195,17 +201,19 @@ class LocalWorkers:
     ) -> list[Answer]:
         """``items`` answered by one worker with the agent for ``settings`` (blocks until done);
         ``on_stage`` hears the stages as the worker reports them."""
-        token = None
-        if on_stage is not None:
-            with self._lock:
-                token = next(self._tokens)
-                self._listeners[token] = on_stage
+        if on_stage is None:
+            return self._result(self._pool.submit(_answer_items, settings, list(items), None))
+        ended = threading.Event()
+        with self._lock:
+            token = next(self._tokens)
+            self._listeners[token] = (on_stage, ended)
         try:
-            return self._result(self._pool.submit(_answer_items, settings, list(items), token))
+            answers = self._result(self._pool.submit(_answer_items, settings, list(items), token))
+            ended.wait(30)  # the job's last stages, still in the queue
+            return answers
         finally:
-            if token is not None:
-                with self._lock:
-                    self._listeners.pop(token, None)
+            with self._lock:
+                self._listeners.pop(token, None)
 
     def _read_stages(self) -> None:
         while True:
@@ -227,8 +235,12 @@ class LocalWorkers:
                     self._log(text)
                 continue
             with self._lock:
-                listener = self._listeners.get(token)
-            if listener is not None:
+                listener, ended = self._listeners.get(token, (None, None))
+            if listener is None:
+                continue
+            if text is None:
+                ended.set()
+            else:
                 listener(text)
 
     def _result(self, future: concurrent.futures.Future):
