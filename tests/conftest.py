@@ -120,3 +120,20 @@ def run_srice(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "srice", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until the ``srice serve`` at ``url`` answers /health (it must not exit meanwhile)."""
+    import time
+    import urllib.request
+
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        assert proc.poll() is None, "srice serve exited early"
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("srice serve never became healthy")

@@ -255,6 +255,26 @@ def test_bench_tools_cost():
     timing(total, total_after)
 
 
+def test_bench_seft():
+    out = bench("bench_seft", "--sparsities", "0.7", "--steps", "2", "--batch-size", "4", "--n", "4",
+                "--train-n", "8", "--tools", "")  # fmt: skip
+    assert out.startswith("# SEFT vs repairs of the Wanda-pruned toy: 2 steps of batch 4 on 8 training")
+    acc = rf"{NUM} \[{NUM}, {NUM}\]"
+    rows = {}
+    for model, repair in (("dense toy", "-"), ("wanda 0.7", "none"), ("wanda 0.7", "dense"),
+                          ("wanda 0.7", "lora"), ("wanda 0.7", "seft")):  # fmt: skip
+        sparsity, d, dl, dh, s, sl, sh, seconds = figures(
+            rf"{model} +{re.escape(repair)} +{NUM} +{acc} +{acc} +{NUM}", out
+        )
+        ordered(dl, d, dh), ordered(sl, s, sh), timing(seconds)
+        rows[repair] = sparsity
+    assert rows["-"] == 0 and rows["lora"] < 0.1  # merged LoRA is dense again
+    assert rows["none"] == rows["dense"] == rows["seft"] and 0.69 <= rows["seft"] <= 0.7
+    for repair in ("dense", "lora", "seft"):
+        assert re.search(rf"^sparsity 0.7: {repair} recovers (-?{NUM}|n/a .+) of the ", out, re.M)
+    figures(rf"sparsity 0.7: seft minus dense-then-re-prune, direct accuracy: {NUM}", out)
+
+
 def test_bench_compress(tmp_path):
     from srice.synth import SynthKnobs, generate
 

@@ -252,6 +252,42 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from srice.compress.finetune import FinetuneConfig
+
+    args.device = resolve_device(args.device)
+    config = FinetuneConfig(
+        args.method, steps=args.steps, lr=args.lr, batch_size=args.batch_size, interval=args.interval,
+        fraction=args.fraction, stop=args.stop, criterion=args.criterion, rank=args.rank, seed=args.seed,
+    )  # fmt: skip
+    for path in (args.data, args.calib):
+        if path and not Path(path.removeprefix("hf:")).exists():
+            raise SriceError(f"questions not found: {path}")
+    if args.register:
+        _check_registrable(args)
+    from srice.compress.finetune import finetune
+    from srice.compress.register import register
+
+    result = finetune(
+        args.model, args.data, args.output, config, device=args.device, overwrite=args.overwrite, progress=say
+    )
+    manifest = result.manifest
+    registry = register(result, args.register, calib=args.calib, log=say)[1] if args.register else None
+    if args.json:
+        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
+        print(json.dumps(report | manifest, indent=2))
+        return 0
+    before, after = manifest["sparsity_before"]["overall"], manifest["achieved"]["overall"]
+    loss = manifest["loss"]
+    print(
+        f"{args.method}: wrote {result.out_dir} in {result.seconds:.1f} s, loss {loss['first']:.3f} -> "
+        f"{loss['last']:.3f}, sparsity {before:.4f} -> {after:.4f} (manifest.json)"
+    )
+    if args.register:
+        print(f"registered variant {args.register!r} in {registry}; use --variant {args.register}")
+    return 0
+
+
 def _check_registrable(args) -> None:
     """``--register NAME`` can work, before minutes of compression: labelled questions to fit the new
     variant's uncertainty calibration, a registry that reads, and a vLLM build that can serve it."""

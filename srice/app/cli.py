@@ -267,6 +267,55 @@ def _compress(sub) -> None:
     p.set_defaults(func=artifact_commands.cmd_compress)
 
 
+def _finetune(sub) -> None:
+    from srice.compress.finetune import METHODS, FinetuneConfig
+    from srice.compress.seft import CRITERIA
+
+    d = FinetuneConfig()
+    p = sub.add_parser(
+        "finetune", help="recover a pruned variant's accuracy, keeping its sparsity (SEFT), and register it"
+    )
+    p.add_argument("--model", required=True, help="pruned model folder or registered variant name")
+    p.add_argument("--method", default=d.method, choices=tuple(METHODS), help="default %(default)s")
+    p.add_argument("--data", required=True, help="labelled questions to train on (questions.jsonl, ...)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)g)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default %(default)s")
+    p.add_argument(
+        "--interval",
+        type=int,
+        default=d.interval,
+        help="SEFT: steps between drop-and-grow (default %(default)s)",
+    )
+    p.add_argument(
+        "--fraction", type=float, default=d.fraction,
+        help="SEFT: share of each layer's weights moved at the first drop-and-grow, decaying to 0 "
+        "(default %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stop", type=float, default=d.stop,
+        help="SEFT: no drop-and-grow after this share of the steps (default %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--criterion", default=d.criterion, choices=CRITERIA,
+        help="SEFT: which active weights are dropped, |w dL/dw| or |w| (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--rank", type=int, default=d.rank, help="LoRA rank (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("-o", "--output", required=True, help="folder to write the checkpoint and manifest.json")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    p.add_argument(
+        "--register", metavar="NAME",
+        help="register the result as variant NAME, its uncertainty calibration fitted on --calib",
+    )  # fmt: skip
+    p.add_argument(
+        "--calib", help="labelled questions to fit the registered variant's uncertainty calibration"
+    )
+    add_device(p, "where the training runs")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=artifact_commands.cmd_finetune)
+
+
 def _variants(sub) -> None:
     p = sub.add_parser("variants", help="list, add or remove model variants in your registry")
     actions = p.add_subparsers(dest="action", required=True)
@@ -286,7 +335,9 @@ def _variants(sub) -> None:
     p.set_defaults(func=artifact_commands.cmd_variants)
 
 
-COMMANDS = (_serve, _mcp, _ask, _demo, _eval, _train_toy, _synth, _calibrate, _compress, _variants)
+COMMANDS = (
+    _serve, _mcp, _ask, _demo, _eval, _train_toy, _synth, _calibrate, _compress, _finetune, _variants
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

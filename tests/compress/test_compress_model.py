@@ -10,15 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_srice, scene
+from conftest import run_srice, scene, wait_healthy
 from srice.agent.prompts import direct_request
 from srice.builtin.tiny_mllm import TinySpec, tiny_model_path
 from srice.compress import CompressConfig, compress, masks, owl_allocation
@@ -236,19 +234,6 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        assert proc.poll() is None, "srice serve exited early"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("srice serve never became healthy")
-
-
 @pytest.mark.vllm
 def test_cli_compress_register_serve_ask_eval_through_vllm(tiny4, calib, tmp_path, monkeypatch):
     """Depth pruning, then OWL-Wanda on the result, each registered; the last one served by
@@ -276,7 +261,7 @@ def test_cli_compress_register_serve_ask_eval_through_vllm(tiny4, calib, tmp_pat
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, serve)
+        wait_healthy(url, serve)
         from srice.serving.hf import TransformersBackend
         from srice.serving.openai_http import OpenAIBackend
 

@@ -70,7 +70,9 @@ def test_bad_items_cost_their_own_records_and_the_run_goes_on(vllm_server, tmp_p
 
 
 def test_a_second_eval_on_the_same_folder_refuses(vllm_server, tmp_path):
-    data = _write(tmp_path / "q.jsonl", _rows(tmp_path, 12))
+    # enough questions that the first run still writes when the second starts (with the tool stage
+    # run once per image, 12 were answered within the second's start-up)
+    data = _write(tmp_path / "q.jsonl", _rows(tmp_path, 48))
     out = tmp_path / "run"
     command = [sys.executable, "-m", "srice", "eval", "--data", str(data), "--out", str(out), "--pathways",
                "zoom", "--variant", "tiny", "--server", vllm_server.url, "--batch-size", "2"]  # fmt: skip
@@ -83,7 +85,7 @@ def test_a_second_eval_on_the_same_folder_refuses(vllm_server, tmp_path):
     assert second.returncode == 1 and second.stderr.count("\n") <= 2, second.stderr
     assert f"another srice eval (pid {first.pid}) is writing to {out}" in second.stderr
     ids = [rec["id"] for rec in read_records(out / "records.jsonl")]
-    assert len(ids) == len(set(ids)) == 12  # the refused run wrote nothing
+    assert len(ids) == len(set(ids)) == 48  # the refused run wrote nothing
 
 
 def test_a_damaged_middle_line_is_moved_aside_and_only_its_question_redone(vllm_server, tmp_path):
