@@ -263,16 +263,17 @@ def test_bench_seft():
     rows = {}
     for model, repair in (("dense toy", "-"), ("wanda 0.7", "none"), ("wanda 0.7", "dense"),
                           ("wanda 0.7", "lora"), ("wanda 0.7", "seft")):  # fmt: skip
-        sparsity, d, dl, dh, s, sl, sh, seconds = figures(
-            rf"{model} +{re.escape(repair)} +{NUM} +{acc} +{acc} +{NUM}", out
+        sparsity, nll, d, dl, dh, s, sl, sh, seconds = figures(
+            rf"{model} +{re.escape(repair)} +{NUM} +{NUM} +{acc} +{acc} +{NUM}", out
         )
-        ordered(dl, d, dh), ordered(sl, s, sh), timing(seconds)
+        ordered(dl, d, dh), ordered(sl, s, sh), timing(seconds), ratio(nll)
         rows[repair] = sparsity
     assert rows["-"] == 0 and rows["lora"] < 0.1  # merged LoRA is dense again
     assert rows["none"] == rows["dense"] == rows["seft"] and 0.69 <= rows["seft"] <= 0.7
     for repair in ("dense", "lora", "seft"):
-        assert re.search(rf"^sparsity 0.7: {repair} recovers (-?{NUM}|n/a .+) of the ", out, re.M)
-    figures(rf"sparsity 0.7: seft minus dense-then-re-prune, direct accuracy: {NUM}", out)
+        line = rf"sparsity 0.7: {repair} recovers ({NUM}|n/a) of the direct accuracy pruning lost \({NUM}.*"
+        assert re.search(rf"^{line}\), ({NUM}|n/a) of the NLL \({NUM}\)$", out, re.M), out
+    figures(rf"sparsity 0.7: seft minus dense-then-re-prune: direct accuracy {NUM}, NLL {NUM}", out)
 
 
 def test_bench_compress(tmp_path):

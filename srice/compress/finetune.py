@@ -192,27 +192,15 @@ def pruned_linears(net, pruning: dict) -> list[str]:
 def _batches(processor, data: str | Path, config: FinetuneConfig) -> tuple[list[dict], dict]:
     """The training batches (each question once per epoch, shuffled by ``seed``) and what the
     manifest says of the data."""
-    from srice.agent import prompts
     from srice.compress.capture import data_hash
     from srice.eval.data import load_items
-    from srice.images import load_image
     from srice.toy.train_mllm import Encoder
 
     items = [i for i in load_items(data) if i.error is None and i.answers]
     if not items:
         raise InputError(f"training data {data} has no labelled questions")
     encoder = Encoder(processor)
-    encoded, skipped = [], {}
-    for item in items:
-        try:
-            content = (
-                load_image(item.image),
-                prompts.question_text(item.question, item.options),
-                prompts.answer_instruction(item.options),
-            )
-            encoded.append(encoder.encode(_Example(content, item.answers[0])))
-        except (InputError, ValueError, OSError) as e:  # one bad question costs itself, not the run
-            skipped[item.id] = str(e)
+    encoded, skipped = encoded_items(processor, items)
     if not encoded:
         why = next(iter(skipped.values()))
         raise InputError(f"none of the {len(items)} questions of {data} could be used: {why}")
@@ -225,6 +213,28 @@ def _batches(processor, data: str | Path, config: FinetuneConfig) -> tuple[list[
         batches.append(encoder.collate([encoded[i] for i in take]))
     info = {"path": str(data), "questions": len(encoded), "sha256": data_hash(encoded), "skipped": skipped}
     return batches, info
+
+
+def encoded_items(processor, items) -> tuple[list[dict], dict[str, str]]:
+    """Each labelled question as the direct pathway's prompt with its first answer as the only
+    labels; and why each question that could not be encoded was left out, by id."""
+    from srice.agent import prompts
+    from srice.images import load_image
+    from srice.toy.train_mllm import Encoder
+
+    encoder = Encoder(processor)
+    encoded, skipped = [], {}
+    for item in items:
+        try:
+            content = (
+                load_image(item.image),
+                prompts.question_text(item.question, item.options),
+                prompts.answer_instruction(item.options),
+            )
+            encoded.append(encoder.encode(_Example(content, item.answers[0])))
+        except (InputError, ValueError, OSError) as e:  # one bad question costs itself, not the run
+            skipped[item.id] = str(e)
+    return encoded, skipped
 
 
 @dataclass(frozen=True)
