@@ -65,10 +65,10 @@ def evaluate(folder: Path, items, tools: list[str], work: Path) -> dict:
     }
 
 
-def answer_nll(folder: Path, items) -> float:
-    """Mean negative log-likelihood per answer token of the reference answers under the direct
-    prompt: far more sensitive than accuracy on a few hundred questions (the toy's direct answers are
-    mostly priors, which pruning barely moves)."""
+def answer_nll(folder: Path, items) -> list[tuple[float, int]]:
+    """Each question's summed negative log-likelihood of its reference answer under the direct
+    prompt, with its token count: far more sensitive than accuracy on a few hundred questions (the
+    toy's direct answers are mostly priors, which pruning barely moves)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -76,21 +76,34 @@ def answer_nll(folder: Path, items) -> float:
 
     model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(str(folder))
-    total, tokens = 0.0, 0
+    out = []
     with torch.inference_mode():
         for example in encoded_items(processor, items)[0]:
             batch = {k: v.unsqueeze(0) if k in ("input_ids", "labels", "mm_token_type_ids") else v
                      for k, v in example.items()}  # fmt: skip
             n = int((batch["labels"] != -100).sum()) - 1  # labels shift by one inside the model
-            total += float(model(**batch).loss) * n
-            tokens += n
-    return total / tokens
+            out.append((float(model(**batch).loss) * n, n))
+    return out
+
+
+def per_token(nll: list[tuple[float, int]]) -> float:
+    return sum(total for total, _ in nll) / sum(n for _, n in nll)
+
+
+def nll_cost_measurable(pruned: list[tuple[float, int]], dense: list[tuple[float, int]]) -> bool:
+    """Whether pruning raised the answers' NLL beyond chance: the paired per-question increase's
+    95% interval (normal, over the questions) lies above zero."""
+    diffs = [p / n - d / n for (p, n), (d, _) in zip(pruned, dense, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    sd = (sum((x - mean) ** 2 for x in diffs) / max(1, len(diffs) - 1)) ** 0.5
+    return mean - 1.96 * sd / len(diffs) ** 0.5 > 0
 
 
 def main() -> None:
     args = parse_args()
     from srice.compress import CompressConfig, compress
-    from srice.compress.finetune import FinetuneConfig, finetune
+    from srice.compress.config import FinetuneConfig
+    from srice.compress.finetune import finetune
     from srice.eval.data import load_items
     from srice.serving.variants import get_variant
 
@@ -139,34 +152,36 @@ def print_table(rows) -> None:
     print(f"{head[0]:<12} {head[1]:<6} {head[2]:>8} {head[3]:>10} {head[4]:>24} {head[5]:>24} {head[6]:>9}")
     for model, repair, sparsity, seconds, row in rows:
         print(
-            f"{model:<12} {repair:<6} {sparsity:>8.4f} {row['nll']:>10.4f} {_acc(row['direct']):>24} "
-            f"{_acc(row['srice']):>24} {seconds:>9.1f}"
+            f"{model:<12} {repair:<6} {sparsity:>8.4f} {per_token(row['nll']):>10.4f} "
+            f"{_acc(row['direct']):>24} {_acc(row['srice']):>24} {seconds:>9.1f}"
             + (f"  ({row['errors']} failed)" if row["errors"] else "")
         )
 
 
 def print_targets(rows, sparsities: list[float]) -> None:
     """What each repair recovers of what pruning cost (direct accuracy, answer NLL), and SEFT vs
-    dense-then-re-prune. A share of the accuracy is given only where pruning's cost is measurable:
-    the dense toy's accuracy above the pruned model's 95% interval."""
+    dense-then-re-prune. A share is given only where pruning's cost is measurable: the dense toy's
+    accuracy above the pruned model's 95% interval; the NLL's paired increase above zero at 95%."""
     dense = rows[0][4]
     for s in sparsities:
         by = {repair: row for model, repair, _, _, row in rows if model == f"wanda {s:g}"}
         pruned = by["none"]
         lost = dense["direct"]["mean"] - pruned["direct"]["mean"]
         measurable = dense["direct"]["mean"] > pruned["direct"]["high"]
-        nll_lost = pruned["nll"] - dense["nll"]
+        nll_lost = per_token(pruned["nll"]) - per_token(dense["nll"])
+        nll_measurable = nll_cost_measurable(pruned["nll"], dense["nll"])
         for repair in REPAIRS:
             gained = by[repair]["direct"]["mean"] - pruned["direct"]["mean"]
             share = f"{gained / lost:.2f}" if measurable else "n/a"
-            nll_share = f"{(pruned['nll'] - by[repair]['nll']) / nll_lost:.2f}" if nll_lost > 0 else "n/a"
-            within = "" if measurable else ", within the interval"
+            nll_gained = per_token(pruned["nll"]) - per_token(by[repair]["nll"])
+            nll_share = f"{nll_gained / nll_lost:.2f}" if nll_measurable else "n/a"
             print(
                 f"sparsity {s:g}: {repair} recovers {share} of the direct accuracy pruning lost "
-                f"({lost:+.3f}{within}), {nll_share} of the NLL ({nll_lost:+.4f})"
+                f"({lost:+.3f}{'' if measurable else ', within the interval'}), {nll_share} of the "
+                f"NLL ({nll_lost:+.4f}{'' if nll_measurable else ', within chance'})"
             )
         diff = by["seft"]["direct"]["mean"] - by["dense"]["direct"]["mean"]
-        nll_diff = by["seft"]["nll"] - by["dense"]["nll"]
+        nll_diff = per_token(by["seft"]["nll"]) - per_token(by["dense"]["nll"])
         versus = f"direct accuracy {diff:+.3f}, NLL {nll_diff:+.4f}"
         print(f"sparsity {s:g}: seft minus dense-then-re-prune: {versus}")
 

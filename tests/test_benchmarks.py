@@ -272,7 +272,7 @@ def test_bench_seft():
     assert rows["none"] == rows["dense"] == rows["seft"] and 0.69 <= rows["seft"] <= 0.7
     for repair in ("dense", "lora", "seft"):
         line = rf"sparsity 0.7: {repair} recovers ({NUM}|n/a) of the direct accuracy pruning lost \({NUM}.*"
-        assert re.search(rf"^{line}\), ({NUM}|n/a) of the NLL \({NUM}\)$", out, re.M), out
+        assert re.search(rf"^{line}\), ({NUM}|n/a) of the NLL \({NUM}(, within chance)?\)$", out, re.M), out
     figures(rf"sparsity 0.7: seft minus dense-then-re-prune: direct accuracy {NUM}, NLL {NUM}", out)
 
 

@@ -253,7 +253,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from srice.compress.finetune import FinetuneConfig
+    from srice.compress.config import FinetuneConfig
 
     args.device = resolve_device(args.device)
     config = FinetuneConfig(

@@ -268,15 +268,14 @@ def _compress(sub) -> None:
 
 
 def _finetune(sub) -> None:
-    from srice.compress.finetune import METHODS, FinetuneConfig
-    from srice.compress.seft import CRITERIA
+    from srice.compress.config import CRITERIA, FINETUNE_METHODS, FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser(
         "finetune", help="recover a pruned variant's accuracy, keeping its sparsity (SEFT), and register it"
     )
     p.add_argument("--model", required=True, help="pruned model folder or registered variant name")
-    p.add_argument("--method", default=d.method, choices=tuple(METHODS), help="default %(default)s")
+    p.add_argument("--method", default=d.method, choices=tuple(FINETUNE_METHODS), help="default %(default)s")
     p.add_argument("--data", required=True, help="labelled questions to train on (questions.jsonl, ...)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)g)")

@@ -1,8 +1,10 @@
-"""What ``srice compress`` does (``CompressConfig``): the method and its settings, checked on creation.
-A light module, so the command line can offer the methods and show the defaults without torch."""
+"""What ``srice compress`` and ``srice finetune`` do (``CompressConfig``, ``FinetuneConfig``): the method
+and its settings, checked on creation. A light module, so the command line can offer the methods and
+show the defaults without torch."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ METHODS = {
     "fp8": "FP8 weights and dynamic FP8 activations (llm-compressor, compressed-tensors)",
 }
 PRUNING = ("magnitude", "wanda", "sparsegpt", "llmc-wanda", "llmc-sparsegpt")
+CRITERIA = ("sensitivity", "magnitude")  # SEFT's drop rules: |w dL/dw| or |w|
 NEEDS_DATA = ("wanda", "sparsegpt", "llmc-wanda", "llmc-sparsegpt", "depth", "w4a16")
 
 
@@ -74,3 +77,42 @@ class CompressConfig:
     @property
     def needs_data(self) -> bool:
         return self.method in NEEDS_DATA or (self.owl and self.method != "magnitude")
+
+
+FINETUNE_METHODS = {
+    "seft": "sparsity evolution fine-tuning: train the remaining weights, move connections, keep the zeros",
+    "dense": "dense fine-tuning of the pruned layers, then re-pruned by magnitude to their zeros",
+    "lora": "LoRA on the pruned layers, merged (the zeros are lost)",
+}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """What ``finetune`` does; checked on creation."""
+
+    method: str = "seft"
+    steps: int = 200
+    lr: float = 5e-4
+    batch_size: int = 8
+    interval: int = 20  # SEFT: steps between topology updates
+    fraction: float = 0.1  # SEFT: share of a layer's active weights moved at the first update
+    stop: float = 0.75  # SEFT: no topology updates after this share of the steps
+    criterion: str = "sensitivity"  # SEFT's drop rule: sensitivity |w dL/dw| or magnitude |w|
+    rank: int = 8  # LoRA
+    alpha: float = 16.0  # LoRA
+    seed: int = 0
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.method not in FINETUNE_METHODS:
+            known = ", ".join(FINETUNE_METHODS)
+            raise InputError(f"unknown fine-tuning method {self.method!r}; known: {known}")
+        if self.criterion not in CRITERIA:
+            raise InputError(f"unknown growth criterion {self.criterion!r}; known: {', '.join(CRITERIA)}")
+        for name in ("steps", "batch_size", "interval", "rank", "log_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.fraction <= 1 or not 0 <= self.stop <= 1:
+            raise InputError(f"fraction and stop must be in [0, 1], got {self.fraction}, {self.stop}")

@@ -1,6 +1,6 @@
 """``finetune``: a pruned model folder in, a fine-tuned checkpoint + ``manifest.json`` out.
 
-Methods (``METHODS``):
+Methods (``FINETUNE_METHODS`` in ``srice.compress.config``):
 
 - ``seft``: only the pruned Linears' remaining weights train, and every ``interval`` steps a share
   of each layer's connections moves (``srice.compress.seft``); every layer ends with exactly the
@@ -29,46 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from srice.compress.api import WEIGHT_FILES, CompressResult, resolve_model
+from srice.compress.config import FINETUNE_METHODS, FinetuneConfig
 from srice.compress.masks import parse_nm
-from srice.compress.seft import CRITERIA, evolve, swap_fraction
+from srice.compress.seft import evolve, swap_fraction
 from srice.errors import InputError
-
-METHODS = {
-    "seft": "sparsity evolution fine-tuning: train the remaining weights, move connections, keep the zeros",
-    "dense": "dense fine-tuning of the pruned layers, then re-pruned by magnitude to their zeros",
-    "lora": "LoRA on the pruned layers, merged (the zeros are lost)",
-}
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """What ``finetune`` does; checked on creation."""
-
-    method: str = "seft"
-    steps: int = 200
-    lr: float = 5e-4
-    batch_size: int = 8
-    interval: int = 20  # SEFT: steps between topology updates
-    fraction: float = 0.1  # SEFT: share of a layer's active weights moved at the first update
-    stop: float = 0.75  # SEFT: no topology updates after this share of the steps
-    criterion: str = "sensitivity"  # SEFT's drop rule: sensitivity |w dL/dw| or magnitude |w|
-    rank: int = 8  # LoRA
-    alpha: float = 16.0  # LoRA
-    seed: int = 0
-    log_every: int = 20
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"unknown fine-tuning method {self.method!r}; known: {', '.join(METHODS)}")
-        if self.criterion not in CRITERIA:
-            raise InputError(f"unknown growth criterion {self.criterion!r}; known: {', '.join(CRITERIA)}")
-        for name in ("steps", "batch_size", "interval", "rank", "log_every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"lr must be a positive number, got {self.lr}")
-        if not 0 <= self.fraction <= 1 or not 0 <= self.stop <= 1:
-            raise InputError(f"fraction and stop must be in [0, 1], got {self.fraction}, {self.stop}")
 
 
 def learning_rate(step: int, config: FinetuneConfig) -> float:
@@ -138,7 +102,7 @@ def finetune(
     net.save_pretrained(str(out))
     manifest = {
         "method": config.method,
-        "description": METHODS[config.method],
+        "description": FINETUNE_METHODS[config.method],
         "base_model": str(source),
         "base_variant": variant.name if variant else (pruning or {}).get("base_variant"),
         "parameters": {"sparsity": before["overall"], "nm": f"{nm[0]}:{nm[1]}" if nm else None},

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-CRITERIA = ("sensitivity", "magnitude")
+from srice.compress.config import CRITERIA
 
 
 def drop_score(weight: torch.Tensor, grad: torch.Tensor, criterion: str) -> torch.Tensor:

@@ -183,7 +183,7 @@ def test_help_for_every_command():
     from srice.app.cli import COMMANDS, build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    assert len(commands) == len(COMMANDS) == 10
+    assert len(commands) == len(COMMANDS) == 11
     for command in ([], *([c] for c in commands)):
         r = srice(*command, "--help")
         assert r.returncode == 0 and r.stdout.startswith(f"usage: srice {' '.join(command)}".rstrip()), (

@@ -15,7 +15,8 @@ import torch
 from conftest import run_srice, scene, wait_healthy
 from srice.builtin.tiny_mllm import TinySpec, tiny_model_path
 from srice.compress import CompressConfig, compress, masks
-from srice.compress.finetune import FinetuneConfig, finetune
+from srice.compress.config import FinetuneConfig
+from srice.compress.finetune import finetune
 from srice.compress.seft import evolve
 from srice.errors import InputError
 
