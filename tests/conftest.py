@@ -39,6 +39,30 @@ def vllm_server(tiny_variant, tmp_path_factory):
         yield server
 
 
+# served names of the toy model in benchmarks that register it as a variant of their own
+ALIASES = ("srice-toy-eval", "srice-toy-ceiling")
+
+
+@pytest.fixture(scope="session")
+def toy_server(tmp_path_factory):
+    """One real ``vllm serve`` of the trained toy for every test that asks the toy through HTTP
+    (started once: each start costs about half a minute of the suite); it also answers to
+    ``ALIASES``, the names under which benchmarks register the same model."""
+    from srice.serving.launcher import VllmServer
+    from srice.serving.variants import get_variant
+
+    class ToyServer(VllmServer):
+        def command(self) -> list[str]:
+            command = super().command()
+            at = command.index("--served-model-name") + 2
+            return command[:at] + list(ALIASES) + command[at:]
+
+    toy = get_variant("toy")
+    log = tmp_path_factory.mktemp("vllm") / "toy.log"
+    with ToyServer(toy.model_path(), served_name=toy.served_name, args=toy.vllm_args, log_path=log) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def http_backend(vllm_server):
     """The HTTP backend to the shared ``vllm serve``."""

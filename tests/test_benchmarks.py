@@ -21,34 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from srice.serving.launcher import VllmServer
-
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted((ROOT / "benchmarks").glob("bench_*.py"))
-# served names of the toy model in benchmarks that register it as a variant of their own
-ALIASES = ("srice-toy-eval", "srice-toy-ceiling")
 NUM = r"([-+]?\d+(?:\.\d+)?)"  # a printed number: nan, inf or a missing figure match nothing
 
 pytestmark = pytest.mark.vllm
 
 
-class ToyServer(VllmServer):
-    """A ``vllm serve`` of the toy that also answers to ``ALIASES``."""
-
-    def command(self) -> list[str]:
-        command = super().command()
-        at = command.index("--served-model-name") + 2
-        return command[:at] + list(ALIASES) + command[at:]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> str:
-    from srice.serving.variants import get_variant
-
-    toy = get_variant("toy")
-    log = tmp_path_factory.mktemp("vllm") / "toy.log"
-    with ToyServer(toy.model_path(), served_name=toy.served_name, args=toy.vllm_args, log_path=log) as s:
-        yield s.url
+def server(toy_server) -> str:
+    """The suite's one ``vllm serve`` of the toy (``conftest.toy_server``, which answers to ``ALIASES``)."""
+    return toy_server.url
 
 
 def bench(name: str, *args: str, server: str | None = None, timeout: float = 600) -> str:
@@ -389,3 +372,22 @@ def test_bench_gpu(tmp_path):
         assert "no CUDA device here: no CUDA rows, no CUDA-vs-CPU comparison, no 2 B-parameter model" in out
     else:  # the same agent on both devices
         assert saved["cuda_vs_cpu_equal"] == {"n": 1, "answers": 1, "pathways": 1, "uncertainty": 1}
+
+
+def test_bench_zoomtree():
+    out = bench("bench_zoomtree", "--n", "4", "--depths", "2")
+    assert out.startswith("# zoom tree vs the other pathways: 4 questions (synth seed 13")
+    acc = rf"{NUM} \[{NUM}, {NUM}\]"
+    calls = {}
+    for label in ("direct", "zoom grid", "zoom tree d2", r"detector \(yolo\)",
+                  r"SRICE grid\+yolo", r"SRICE \+tree d2"):  # fmt: skip
+        tree = label.startswith(("zoom tree", "SRICE \\+tree"))
+        values = figures(rf"{label} +{NUM} +{acc} +{acc} +" + (acc if tree else "-"), out)
+        for at in range(1, len(values), 3):  # mean [low, high]
+            ordered(values[at + 1], values[at], values[at + 2])
+        calls[label] = values[0]
+    # the calls the agent counted: direct + region, then 4 per level (beam 1) and the answer
+    assert calls["direct"] == 2 and calls["zoom grid"] == 6
+    assert calls["zoom tree d2"] == 2 + 8 + 1 and "zoom tree d1" not in out
+    figures(rf"tiny targets: tree d2 minus zoom grid {NUM} \((?:beyond|within) the intervals\)", out)
+    figures(rf"all questions: SRICE with the tree minus without {NUM}, at {NUM} calls per question", out)

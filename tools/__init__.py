@@ -23,6 +23,7 @@ TOOLS: dict[str, str] = {
     "sam": "srice.tools.sam:SamTool",
     "ocr": "srice.tools.ocr:OcrTool",
     "zoom": "srice.tools.zoom:ZoomTool",
+    "zoomtree": "srice.tools.zoomtree:ZoomTreeTool",  # guided: the agent searches with its model
 }
 
 

@@ -6,7 +6,8 @@
 1. direct answers (and region proposals, in the same call unless early exit is on);
 2. region proposals for the questions that did not exit early (early exit only);
 3. every tool over all images with the parsed targets (tools at once), then its calibrator;
-4. every pathway's answer, in one call.
+4. a guided pathway's search (the zoom tree, ``srice.agent.zoomtree``): one call per level;
+5. every pathway's answer, in one call.
 
 A tool or calibrator failure, or a tool that overruns ``tool_timeout`` (seconds per image, times the
 batch), marks that pathway failed in the trace (``error_kind`` says what failed) and the others carry
@@ -27,9 +28,10 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from srice.agent import zoomtree
 from srice.agent.answers import check_options, option_letter
 from srice.agent.config import AgentConfig
-from srice.agent.prompts import direct_request, pathway_request, prompt_text, region_request
+from srice.agent.prompts import direct_request, pathway_request, prompt_text, region_request, zoom_request
 from srice.agent.refer import referring_phrases, view_order
 from srice.agent.targets import parse_targets
 from srice.agent.trace import Answer, PathwayTrace
@@ -87,6 +89,9 @@ class Agent:
             raise InputError(f"tool names must be unique, not 'direct' and without '[': {names}")
         self.backend = backend
         self.tools = list(tools)
+        # guided pathways (the zoom tree) search with the model in ``finish``; the others are called
+        self.guided = [t for t in self.tools if getattr(t, "guided", False)]
+        self.called = [t for t in self.tools if not getattr(t, "guided", False)]
         self.calibrators = dict(calibrators or {})
         self.config = config
         self.uncertainty = uncertainty or SetSizeScore(alpha=config.alpha)
@@ -153,16 +158,23 @@ class Agent:
 
     def use_tools(self, batch: Batch) -> None:
         """Run every tool over the questions that go on to the tools (no model call)."""
-        if batch.live and self.tools:
-            batch.stage(f"tools: {', '.join(t.name for t in self.tools)}")
+        if batch.live and self.called:
+            batch.stage(f"tools: {', '.join(t.name for t in self.called)}")
             self._run_tools(batch.live)
 
     def finish(self, batch: Batch) -> list[Answer]:
-        """Ask the model through every tool pathway's view, then keep the least uncertain answer."""
+        """Search the guided pathways, ask the model through every tool pathway's view not answered
+        yet, then keep the least uncertain answer."""
         live = batch.live
+        for tool in self.guided if live else ():
+            batch.stage(f"{tool.name}: searching {len(live)} image(s)")
+            self._search(live, tool)
         if live and self.tools:
             pending = [
-                (w, p) for w in live for p in w.pathways.values() if p.name != "direct" and p.error is None
+                (w, p)
+                for w in live
+                for p in w.pathways.values()
+                if p.name != "direct" and p.error is None and p.uncertainty is None
             ]
             if pending:
                 batch.stage(f"tool pathway answers ({len(pending)})")
@@ -234,10 +246,11 @@ class Agent:
         w.answer.region_error = completion.error
         w.answer.targets = tuple(parse_targets(completion.text))
 
-    def _scored(self, w: _Work, p: PathwayTrace, completion: Completion) -> PathwayTrace:
+    def _scored(self, w: _Work, p: PathwayTrace, completion: Completion, count: bool = True) -> PathwayTrace:
         """The pathway's answer and US. A multiple-choice answer is always one of the given letters:
         the one the reply reads as, else the most probable given option (``mapped``)."""
-        _count(w.answer, completion)
+        if count:
+            _count(w.answer, completion)
         if completion.error is not None:
             p.error, p.error_kind = f"model: {completion.error}", "model"
             return p
@@ -250,6 +263,46 @@ class Agent:
             p.answer, p.mapped = option_letter(p.reply, options, p.uncertainty.candidates[0].answer)
         return p
 
+    def _search(self, live: list[_Work], tool) -> None:
+        """The zoom tree over every live question at once (``srice.agent.zoomtree``); its final view
+        becomes the pathway's. Scored by answering (``score="answer"``), the leaf's answer is the
+        pathway's: the same request the answer stage would send."""
+        tree, cfg = tool.config, self.config
+        view = zoomtree.zoomed(cfg.crop_size, cfg.crop_max_pixels)
+
+        def request(i: int, picture: Image.Image):
+            a = live[i].answer
+            if tree.score == "yesno":
+                return zoom_request(live[i].image, picture, a.question, a.options, a.targets)
+            return pathway_request(live[i].image, picture, a.question, a.options, max_tokens=cfg.max_tokens,
+                                   top_logprobs=cfg.top_logprobs, temperature=cfg.temperature)  # fmt: skip
+
+        def score(i: int, completion: Completion) -> float:
+            if tree.score == "yesno":
+                return zoomtree.yes_probability(completion)
+            return self.uncertainty(completion, live[i].answer.options).candidates[0].probability
+
+        searches = [zoomtree.start(w.image) for w in live]
+        zoomtree.run(searches, tree, request, self._generate, score, view)
+        for w, search in zip(live, searches):
+            for node in search.nodes:
+                if node.completion is not None:
+                    _count(w.answer, node.completion)
+            p = PathwayTrace(tool.name, targets=w.answer.targets, tool_seconds=search.seconds)
+            w.pathways[p.name] = p
+            if search.error is not None:
+                p.error, p.error_kind = search.error, "model"
+                p.search = [n.to_json() for n in search.nodes]
+                continue
+            final = search.final
+            p.search = [n.to_json() for n in search.nodes]
+            p.regions, p.calibrated = (zoomtree.regions(search, w.image.size, only) for only in (False, True))
+            p.view_box = final.box
+            w.views[p.name] = view(w.image, final.box)
+            if tree.score == "answer" and final.completion is not None:
+                self._pathway(w, p)  # the prompt, for the trace
+                self._scored(w, p, final.completion, count=False)
+
     def _run_tools(self, live: list[_Work]) -> None:
         """Each tool once over the whole batch, all tools at once, each in a daemon thread (a hung
         tool is abandoned there: it holds up neither the batch beyond its limit nor the process's
@@ -259,8 +312,8 @@ class Agent:
         images = [w.image for w in live]
         targets = [list(w.answer.targets) for w in live]
         limit = self.config.tool_timeout * len(live)
-        jobs, sources = {}, {tool.name: self._source(tool) for tool in self.tools}
-        for tool in sorted(self.tools, key=lambda t: sources[t.name] is not None):  # sources first
+        jobs, sources = {}, {tool.name: self._source(tool) for tool in self.called}
+        for tool in sorted(self.called, key=lambda t: sources[t.name] is not None):  # sources first
             source = sources[tool.name]
             if source is None:
                 jobs[tool.name] = in_daemon_thread(_timed_batch, tool, images, targets)
@@ -268,7 +321,7 @@ class Agent:
                 jobs[tool.name] = in_daemon_thread(_timed_segment, tool, images, source, jobs[source.name])
         deadline = time.monotonic() + limit
         crops: dict = {}  # (image, window) -> Crop: a window shown by several pathways is cut once
-        for tool in self.tools:
+        for tool in self.called:
             try:
                 outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:

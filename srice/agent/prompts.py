@@ -23,6 +23,7 @@ REGION_INSTRUCTION = (
 CROP_INTRO = "\nA zoomed view of the regions relevant to the question:"
 BOXES_INTRO = "\nThe same image with the regions relevant to the question marked:"
 TEXT_INTRO = "\nText read in this view:"
+ZOOM_INTRO = "\nA zoomed view of part of the image:"
 
 
 def question_text(question: str, options: Sequence[str] | None = None) -> str:
@@ -79,6 +80,24 @@ def pathway_request(
     read = (text_read(texts),) if texts else ()
     content = (image, question_text(question, options), intro, view, *read, answer_instruction(options))
     return Request((Message("user", content),), max_tokens, temperature, top_logprobs)
+
+
+def zoom_request(
+    image: Image.Image,
+    view: Image.Image,
+    question: str,
+    options: Sequence[str] | None = None,
+    targets: Sequence[str] = (),
+) -> Request:
+    """The zoom tree's question about one sub-view (``srice.agent.zoomtree``): is what the question
+    asks about in it? One token, its yes/no logprobs read as the likelihood. Image and question come
+    first, as in every other stage, so the prefix cache serves them."""
+    if targets:
+        ask = "\nIs there " + " or ".join(f"a {t}" for t in targets) + " in this view? Answer yes or no."
+    else:
+        ask = "\nIs what the question asks about in this view? Answer yes or no."
+    content = (image, question_text(question, options), ZOOM_INTRO, view, ask)
+    return Request((Message("user", content),), max_tokens=1, top_logprobs=20)
 
 
 def text_read(texts: Sequence[str]) -> str:

@@ -25,6 +25,7 @@ class PathwayTrace:
     regions: dict | None = None  # Regions.to_json() of the raw tool output
     calibrated: dict | None = None  # ... after the tool's calibrator
     view_box: tuple[int, int, int, int] | None = None  # the zoomed window, original pixels
+    search: list[dict] | None = None  # the zoom tree's nodes: box, depth, parent, score, chosen
     tool_text: tuple[str, ...] = ()  # text the tool read in the shown regions (OCR), given to the model
     prompt: str = ""
     answer: str = ""  # for multiple choice always one of the option letters

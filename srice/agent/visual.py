@@ -142,12 +142,25 @@ def crop_regions(
             f"{min_side}, {out_size}, {max_pixels}"
         )
     box, n = crop_window(image.size, regions.boxes, context=context, min_side=min_side)
+    return crop_box(image, box, out_size=out_size, max_pixels=max_pixels, n_regions=n)
+
+
+def crop_box(
+    image: Image.Image,
+    box: tuple[int, int, int, int],
+    *,
+    out_size: int = 448,
+    max_pixels: int | None = None,
+    n_regions: int = 0,
+) -> Crop:
+    """The zoomed crop of a window already inside the image, in whole pixels (step 6 of the module
+    docstring): what ``crop_regions`` shows, and each node of the zoom tree (``srice.agent.zoomtree``)."""
     window = (box[2] - box[0], box[3] - box[1])
     size = crop_dimensions(window, out_size, max_pixels)
     if size == window:
-        return Crop(image.crop(box), box, n)
+        return Crop(image.crop(box), box, n_regions)
     crop = image.resize(size, Image.Resampling.BICUBIC, box=box, reducing_gap=REDUCING_GAP)
-    return Crop(crop, box, n)
+    return Crop(crop, box, n_regions)
 
 
 def label_colour(label: str) -> tuple[int, int, int]:

@@ -70,7 +70,8 @@ def add_agent(
     """The agent's tools, their weights and calibration, and its settings."""
     p.add_argument(
         flag, dest="tools", default=",".join(tools),
-        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom; default %(default)s; '' for direct only)",
+        help="comma-separated tool pathways (yolo,owl,sam,ocr,zoom,zoomtree; default %(default)s; '' for "
+        "direct only)",
     )  # fmt: skip
     p.add_argument(
         "--tool-weights", action="append", default=[], metavar="TOOL=PATH",

@@ -107,7 +107,9 @@ def gallery_items(views: Sequence[PathwayView], chosen: str) -> list[tuple[Image
         star = "★ " if p.name == chosen else ""
         said = f"answer {p.answer!r}, US {us_text(p)}"
         n = len(p.calibrated["boxes"])
-        items.append((_display(v.regions_image), f"{star}{p.name}: {n} calibrated region{'s' * (n != 1)}"))
+        plural = "s" * (n != 1)
+        drawn = f"the zoom path, {n} level{plural}" if p.search else f"{n} calibrated region{plural}"
+        items.append((_display(v.regions_image), f"{star}{p.name}: {drawn}"))
         items.append((_display(v.view_image), f"{star}{p.name}: what the model saw; {said}"))
     return items
 

@@ -299,6 +299,7 @@ def make_record(item: EvalItem, answer: Answer, seconds: float) -> dict:
             "regions": None if p.calibrated is None else len(p.calibrated["scores"]),
             "region_score": max(p.calibrated["scores"], default=None) if p.calibrated else None,
             "view_box": list(p.view_box) if p.view_box else None,
+            "search": p.search,  # the zoom tree's nodes (box, depth, parent, score, chosen), else None
             "tool_text": list(p.tool_text),  # what a text-reading tool (OCR) read there, given to the model
         }
     scores = [p["score"] for p in pathways.values() if p["score"] is not None]

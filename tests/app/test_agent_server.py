@@ -73,12 +73,8 @@ class AgentServer:
 
 
 @pytest.fixture(scope="module")
-def toy_vllm(tmp_path_factory):
-    from srice.serving.launcher import server_for
-    from srice.serving.variants import get_variant
-
-    with server_for(get_variant("toy"), log_path=tmp_path_factory.mktemp("vllm") / "toy.log") as server:
-        yield server
+def toy_vllm(toy_server):
+    return toy_server
 
 
 @pytest.fixture(scope="module")

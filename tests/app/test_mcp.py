@@ -91,9 +91,5 @@ def test_a_tool_that_is_not_loaded_is_an_error_the_caller_sees():
 
 
 @pytest.fixture(scope="module")
-def toy_vllm_url(tmp_path_factory):
-    from srice.serving.launcher import server_for
-    from srice.serving.variants import get_variant
-
-    with server_for(get_variant("toy"), log_path=tmp_path_factory.mktemp("vllm") / "toy.log") as server:
-        yield server.url
+def toy_vllm_url(toy_server):
+    return toy_server.url

@@ -87,15 +87,6 @@ def test_the_model_reads_colours_from_crops_and_names_its_targets(toy_backend, f
     assert _accuracy(toy_backend, regions) >= 0.9
 
 
-@pytest.fixture(scope="module")
-def toy_server(tmp_path_factory):
-    from srice.serving.launcher import server_for
-    from srice.serving.variants import get_variant
-
-    with server_for(get_variant("toy"), log_path=tmp_path_factory.mktemp("vllm") / "toy.log") as server:
-        yield server
-
-
 def test_vllm_serves_the_toy_model_with_the_same_greedy_answers(toy_server, toy_backend, fresh_examples):
     from srice.serving.openai_http import OpenAIBackend
 
