@@ -387,7 +387,7 @@ def test_bench_zoomtree():
             ordered(values[at + 1], values[at], values[at + 2])
         calls[label] = values[0]
     # the calls the agent counted: direct + region, then 4 per level (beam 1) and the answer
-    assert calls["direct"] == 2 and calls["zoom grid"] == 6
+    assert calls["direct"] == 1 and calls["zoom grid"] == 6  # no region proposal without a tool
     assert calls["zoom tree d2"] == 2 + 8 + 1 and "zoom tree d1" not in out
     figures(rf"tiny targets: tree d2 minus zoom grid {NUM} \((?:beyond|within) the intervals\)", out)
     figures(rf"all questions: SRICE with the tree minus without {NUM}, at {NUM} calls per question", out)

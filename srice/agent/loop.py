@@ -3,7 +3,8 @@
 ``answer_batch`` runs stage by stage across all questions, so each model stage is one batched
 ``generate`` call (the server keeps them all in flight) and each tool runs once over the whole batch:
 
-1. direct answers (and region proposals, in the same call unless early exit is on);
+1. direct answers (and region proposals, in the same call unless early exit is on; none without a
+   tool pathway, which alone would use them);
 2. region proposals for the questions that did not exit early (early exit only);
 3. every tool over all images with the parsed targets (tools at once), then its calibrator;
 4. a guided pathway's search (the zoom tree, ``srice.agent.zoomtree``): one call per level;
@@ -124,7 +125,8 @@ class Agent:
             return batch
         cfg = self.config
         directs = [self._direct(w) for w in live]
-        together = cfg.early_exit is None
+        wants_targets = bool(self.tools)  # with no tool pathway, nothing would use the regions asked for
+        together = cfg.early_exit is None and wants_targets
         stage("direct answer and region proposal" if together else "direct answer")
         proposals = [self._proposal(w) for w in live] if together else []
         completions = self._generate(directs + proposals)
@@ -141,18 +143,14 @@ class Agent:
             if direct.error is not None:
                 w.answer.error = direct.error
         live = [w for w in live if w.answer.error is None]
-        if not together:
-            staying = []
+        if cfg.early_exit is not None:
             for w in live:
-                direct = w.pathways["direct"]
-                w.answer.early_exit = direct.uncertainty.score <= cfg.early_exit
-                if not w.answer.early_exit:
-                    staying.append(w)
-            if staying:
-                stage("region proposal")
-            for w, completion in zip(staying, self._generate([self._proposal(w) for w in staying])):
+                w.answer.early_exit = w.pathways["direct"].uncertainty.score <= cfg.early_exit
+            live = [w for w in live if not w.answer.early_exit]
+        if not together and wants_targets and live:
+            stage("region proposal")
+            for w, completion in zip(live, self._generate([self._proposal(w) for w in live])):
                 self._read_targets(w, completion)
-            live = staying
         batch.live = live
         return batch
 

@@ -207,6 +207,15 @@ def test_early_exit_skips_tools_when_direct_is_certain():
     assert not answer.early_exit and answer.pathway == "corner" and unsure.calls == [1, 1, 1]
 
 
+def test_with_no_tool_pathway_no_regions_are_asked_for():
+    """Nothing would use them: a direct-only agent makes one request per question, early exit or not."""
+    for config in (AgentConfig(), AgentConfig(early_exit=1)):
+        backend = Counting(Scripted({"direct": {"A": 0.6, "B": 0.4}, "view": {}}))
+        answers = Agent(backend, [], config=config).answer_batch([Item(scene(), "Which?", ("x", "y"))] * 2)
+        assert backend.calls == [2] and [a.mllm_calls for a in answers] == [1, 1]
+        assert [a.region_reply for a in answers] == ["", ""] and answers[0].pathway == "direct"
+
+
 @pytest.mark.parametrize(
     "reply, targets",
     [("", ()), ("I cannot tell.", ()), ('["unterminated', ("unterminated",)), ("x" * 10_000, ()), ("[]", ())],
