@@ -231,16 +231,13 @@ def cmd_compress(args) -> int:
     if args.register:
         _check_registrable(args)
     from srice.compress.api import compress
-    from srice.compress.register import register
 
     result = compress(
         args.model, args.output, config, overwrite=args.overwrite, progress=say, device=args.device
     )
     manifest = result.manifest
-    registry = register(result, args.register, calib=args.calib, log=say)[1] if args.register else None
+    registry = _register(args, result, say)
     if args.json:
-        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
-        print(json.dumps(report | manifest, indent=2))
         return 0
     achieved = manifest.get("achieved", {}).get("overall")
     detail = f", achieved sparsity {achieved:.3f}" if achieved is not None else ""
@@ -250,6 +247,18 @@ def cmd_compress(args) -> int:
     if args.register:
         print(f"registered variant {args.register!r} in {registry}; use --variant {args.register}")
     return 0
+
+
+def _register(args, result, say):
+    """Register the compressed or fine-tuned ``result`` where ``--register`` asks (the registry file,
+    else None), and with ``--json`` print the report: output, registration and manifest."""
+    from srice.compress.register import register
+
+    registry = register(result, args.register, calib=args.calib, log=say)[1] if args.register else None
+    if args.json:
+        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
+        print(json.dumps(report | result.manifest, indent=2))
+    return registry
 
 
 def cmd_finetune(args) -> int:
@@ -266,16 +275,13 @@ def cmd_finetune(args) -> int:
     if args.register:
         _check_registrable(args)
     from srice.compress.finetune import finetune
-    from srice.compress.register import register
 
     result = finetune(
         args.model, args.data, args.output, config, device=args.device, overwrite=args.overwrite, progress=say
     )
     manifest = result.manifest
-    registry = register(result, args.register, calib=args.calib, log=say)[1] if args.register else None
+    registry = _register(args, result, say)
     if args.json:
-        report = {"output": str(result.out_dir), "registered": args.register, "registry": str(registry or "")}
-        print(json.dumps(report | manifest, indent=2))
         return 0
     before, after = manifest["sparsity_before"]["overall"], manifest["achieved"]["overall"]
     loss = manifest["loss"]

@@ -46,6 +46,18 @@ class CompressResult:
     seconds: float  # the method itself: capture + pruning/quantization, not loading or saving
 
 
+def source_and_output(model: str | Path, out_dir: str | Path, overwrite: bool) -> tuple[Path, object, Path]:
+    """The model's folder and variant (``resolve_model``) and the output folder, checked: empty
+    unless ``overwrite``, and not the model's own folder."""
+    source, variant = resolve_model(model)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"output folder {out} exists and is not empty")
+    if out.resolve() == source.resolve():
+        raise InputError("output folder must differ from the model folder")
+    return source, variant, out
+
+
 def resolve_model(model: str | Path) -> tuple[Path, object | None]:
     """A model folder and the registry variant it came from (None for a plain path)."""
     path = Path(model).expanduser()
@@ -87,12 +99,7 @@ def compress(
     from srice.devices import resolve_device
 
     say = progress or (lambda text: None)
-    source, variant = resolve_model(model)
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InputError(f"output folder {out} exists and is not empty")
-    if out.resolve() == source.resolve():
-        raise InputError("output folder must differ from the model folder")
+    source, variant, out = source_and_output(model, out_dir, overwrite)
     device = resolve_device(device)
 
     import torch

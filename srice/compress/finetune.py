@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from srice.compress.api import WEIGHT_FILES, CompressResult, resolve_model
+from srice.compress.api import WEIGHT_FILES, CompressResult, source_and_output
 from srice.compress.config import FINETUNE_METHODS, FinetuneConfig
 from srice.compress.masks import parse_nm
 from srice.compress.seft import evolve, swap_fraction
@@ -62,12 +62,7 @@ def finetune(
     from srice.devices import resolve_device
 
     say = progress or (lambda text: None)
-    source, variant = resolve_model(model)
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InputError(f"output folder {out} exists and is not empty")
-    if out.resolve() == source.resolve():
-        raise InputError("output folder must differ from the model folder")
+    source, variant, out = source_and_output(model, out_dir, overwrite)
     device = resolve_device(device)
     pruning = _pruning_of(source)
     say(f"loading {source}")
