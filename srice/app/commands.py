@@ -137,6 +137,10 @@ def cmd_ask(args) -> int:
         print(f"regions asked for: {', '.join(answer.targets)}")
     for p in answer.trace:
         found = "" if p.calibrated is None else f"{len(p.calibrated['boxes'])} regions"
+        if p.search and p.view_box:  # the zoom tree: how deep it went, and the window it answered on
+            depth = max(n["depth"] for n in p.search if n["chosen"])
+            scored = sum(n["score"] is not None for n in p.search)
+            found = f"zoomed to {list(p.view_box)} at depth {depth}, {scored} views scored"
         us = f"US {p.uncertainty.score:g}/{p.uncertainty.tiebreak:.3f}" if p.uncertainty else ""
         said = f" (reply {p.reply!r} names no option: the most probable one)" if p.mapped else ""
         status = f"failed: {p.error}" if p.error else f"{p.answer!r}{said} {us} {found}"
