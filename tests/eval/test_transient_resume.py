@@ -96,8 +96,8 @@ def test_a_rate_limited_question_is_redone_on_resume_and_a_rejected_one_stays(vl
     assert "rejected this request (400)" in first["q2"]["error"]
     assert first["q0"]["error"] is None and first["q3"]["error"] is None
     summary = report.write_reports(out)
-    # the circle's direct and region requests were each tried 3 times: 2 retries each, then given up
-    assert summary["retries"] == {"retried": {"429": 4}, "gave_up": {"429": 2}}
+    # the circle's direct request (no tools: no region request) was tried 3 times: 2 retries, then given up
+    assert summary["retries"] == {"retried": {"429": 2}, "gave_up": {"429": 1}}
     assert summary["failures"]["records"]["transient"] == 1
 
     kept = tmp_path / "kept"
