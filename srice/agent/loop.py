@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +34,14 @@ from srice.agent.config import AgentConfig
 from srice.agent.prompts import direct_request, pathway_request, prompt_text, region_request, zoom_request
 from srice.agent.refer import referring_phrases, view_order
 from srice.agent.targets import parse_targets
+from srice.agent.tool_threads import Timeout, in_daemon_thread, timed_batch, timed_segment
 from srice.agent.trace import Answer, PathwayTrace
 from srice.agent.uncertainty import SetSizeScore, UncertaintyScore
 from srice.agent.visual import crop_regions, crop_window, draw_regions
 from srice.errors import InputError, SriceError
 from srice.images import check_question, load_image
 from srice.serving.types import Backend, Completion
-from srice.tools.base import Tool, batch_or_each
+from srice.tools.base import Tool
 
 if TYPE_CHECKING:  # calibrators are handed in; the agent only calls their apply()
     from srice.calibration import Calibrator
@@ -314,9 +314,9 @@ class Agent:
         for tool in sorted(self.called, key=lambda t: sources[t.name] is not None):  # sources first
             source = sources[tool.name]
             if source is None:
-                jobs[tool.name] = in_daemon_thread(_timed_batch, tool, images, targets)
+                jobs[tool.name] = in_daemon_thread(timed_batch, tool, images, targets)
             else:
-                jobs[tool.name] = in_daemon_thread(_timed_segment, tool, images, source, jobs[source.name])
+                jobs[tool.name] = in_daemon_thread(timed_segment, tool, images, source, jobs[source.name])
         deadline = time.monotonic() + limit
         crops: dict = {}  # (image, window) -> Crop: a window shown by several pathways is cut once
         for tool in self.called:
@@ -324,7 +324,7 @@ class Agent:
                 outputs, seconds = jobs[tool.name].result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
                 per_image = f"{self.config.tool_timeout:g} s per image x {len(live)}"
-                outputs, seconds = [_Timeout(f"timed out after {limit:g} s ({per_image})")] * len(live), limit
+                outputs, seconds = [Timeout(f"timed out after {limit:g} s ({per_image})")] * len(live), limit
             for w, output in zip(live, outputs):
                 for p in self._pathways(w, tool, output, seconds / len(live), crops):
                     w.pathways[p.name] = p
@@ -351,7 +351,7 @@ class Agent:
         name = tool.name
         p = PathwayTrace(name, targets=w.answer.targets, tool_seconds=seconds)
         if isinstance(output, str):
-            p.error, p.error_kind = str(output), "timeout" if isinstance(output, _Timeout) else "tool"
+            p.error, p.error_kind = str(output), "timeout" if isinstance(output, Timeout) else "tool"
             return [p]
         p.regions = output.to_json()
         try:
@@ -438,57 +438,6 @@ def _source_key(source) -> tuple | None:
     if isinstance(source, str | Path):
         return ("path", str(source))
     return None
-
-
-class _Timeout(str):
-    """A tool's output when it overran its limit (a ``str`` like any tool failure, told apart)."""
-
-
-def _timed_batch(tool, images, targets) -> tuple[list, float]:
-    began = time.perf_counter()
-    outputs = batch_or_each(tool, images, targets)
-    return outputs, time.perf_counter() - began
-
-
-def _timed_segment(tool, images, source, detected: concurrent.futures.Future) -> tuple[list, float]:
-    """``tool.segment`` on what ``source`` found (its time only: the detection is the source's);
-    an image the detector failed on fails here too, with the detector's reason."""
-    found, _ = detected.result()
-    began = time.perf_counter()
-    ok = [i for i, d in enumerate(found) if not isinstance(d, str)]
-    outputs: list = [f"detector {source.name} failed: {d}" if isinstance(d, str) else None for d in found]
-    segmented = batch_or_each(_Segmenter(tool), [images[i] for i in ok], [found[i] for i in ok])
-    for i, output in zip(ok, segmented):
-        outputs[i] = output
-    return outputs, time.perf_counter() - began
-
-
-class _Segmenter:
-    """``tool.segment`` in a tool's call shapes, the detections in the targets' place, so that
-    ``batch_or_each`` keeps one image's failure to that image."""
-
-    def __init__(self, tool):
-        self.tool = tool
-
-    def batch(self, images, detections):
-        return self.tool.segment(images, detections)
-
-    def __call__(self, image, detection):
-        return self.tool.segment([image], [detection])[0]
-
-
-def in_daemon_thread(fn, *args) -> concurrent.futures.Future:
-    """``fn(*args)`` in a daemon thread; its result or exception arrives through the future."""
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            future.set_exception(e)
-
-    threading.Thread(target=run, name=f"srice-tool-{getattr(args[0], 'name', '')}", daemon=True).start()
-    return future
 
 
 def _count(answer: Answer, completion: Completion) -> None:
