@@ -288,13 +288,13 @@ class Agent:
                     _count(w.answer, node.completion)
             p = PathwayTrace(tool.name, targets=w.answer.targets, tool_seconds=search.seconds)
             w.pathways[p.name] = p
-            if search.error is not None:
-                p.error, p.error_kind = search.error, "model"
-                p.search = [n.to_json() for n in search.nodes]
-                continue
-            final = search.final
+            final = search.choose() if search.error is None else None
             p.search = [n.to_json() for n in search.nodes]
-            p.regions, p.calibrated = (zoomtree.regions(search, w.image.size, only) for only in (False, True))
+            if final is None:
+                p.error, p.error_kind = search.error, "model"
+                continue
+            p.regions = zoomtree.regions(search, w.image.size, chosen=False)
+            p.calibrated = zoomtree.regions(search, w.image.size, chosen=True)
             p.view_box = final.box
             w.views[p.name] = view(w.image, final.box)
             if tree.score == "answer" and final.completion is not None:

@@ -56,9 +56,8 @@ class Search:
     error: str | None = None
     done: bool = False
 
-    @property
-    def final(self) -> Node:
-        """The best-scoring node of the last beam, its path marked."""
+    def choose(self) -> Node:
+        """The final view: the best-scoring node of the last beam; marks its path as chosen."""
         best = max(self.beam, key=lambda i: -math.inf if self.nodes[i].score is None else self.nodes[i].score)
         at: int | None = best
         while at is not None:
